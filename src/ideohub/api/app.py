@@ -1,0 +1,164 @@
+"""The ASGI app: every endpoint on every path, image serving, health.
+
+``create_app(settings)`` wires the layers; the lifespan opens the database, storage and
+engines, and runs the sweeper that deletes expired images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from .. import __version__
+from ..config import Secrets, Settings
+from ..domain.errors import IdeohubError, NotFound
+from ..engines.base import WorkerPool
+from ..engines.registry import build_engines
+from ..media.decode import ImageLimits
+from ..media.signing import UrlSigner
+from ..media.storage import LocalStorage, Storage
+from ..service import Service
+from ..store import db
+from ..store.repository import Repository
+from .auth import authenticate
+from .dialects import ENDPOINTS, Endpoint, all_paths
+from .dialects.intake import read_fields
+from .middleware import RequestContextMiddleware
+from .problems import http_error_handler, ideohub_error_handler, unhandled_error_handler
+from .responses import render
+
+log = logging.getLogger("ideohub.api")
+
+_MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    repo: Repository
+    storage: Storage
+    signer: UrlSigner
+    service: Service
+    pool: WorkerPool
+    limits: ImageLimits
+
+
+def build_state(settings: Settings, engines: dict | None = None) -> AppState:
+    secrets = Secrets.load(settings)
+    if settings.db_url.startswith("sqlite"):
+        db.upgrade(settings.db_url)  # the embedded default upgrades itself; servers run `ideohub db upgrade`
+    repo = Repository.connect(settings.db_url, secrets.key_pepper)
+    storage = LocalStorage(settings.images_dir)
+    signer = UrlSigner(secrets.signing_keys, secrets.active_kid, settings.base_url, settings.url_ttl_s)
+    pool = WorkerPool(settings.workers, settings.queue_size)
+    engines = build_engines(settings) if engines is None else engines
+    service = Service(settings, repo, storage, signer, engines, pool)
+    limits = ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_input_pixels)
+    return AppState(settings, repo, storage, signer, service, pool, limits)
+
+
+def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings, engines)
+        app.state.ideohub = state
+        sweeper = asyncio.create_task(_sweep_forever(state))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            state.pool.shutdown()
+            await state.repo.close()
+
+    app = FastAPI(
+        title="ideohub",
+        version=__version__,
+        summary="The Ideogram image API, self-hosted.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    app.add_exception_handler(IdeohubError, ideohub_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unhandled_error_handler)
+
+    for endpoint in ENDPOINTS.values():
+        for path in all_paths(endpoint):
+            app.add_api_route(
+                path,
+                _endpoint_handler(endpoint),
+                methods=["POST"],
+                include_in_schema=path == endpoint.path,
+                name=f"{endpoint.operation.value}:{path}",
+                summary=f"Ideogram {endpoint.path}",
+            )
+    app.add_api_route("/images/{name}", serve_image, methods=["GET", "HEAD"], include_in_schema=False)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    return app
+
+
+def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
+    async def handler(request: Request) -> JSONResponse:
+        state: AppState = request.app.state.ideohub
+        request.state.operation = endpoint.operation.value
+        key = await authenticate(request, state.repo, endpoint.auth_status)
+        request.state.key_id = key.id
+
+        async def parse():  # type: ignore[no-untyped-def]
+            fields = await read_fields(request, endpoint, state.limits, state.settings.max_body_bytes)
+            parsed = await anyio.to_thread.run_sync(endpoint.parse, fields)
+            if state.settings.log_prompts and parsed.prompt_text:
+                request.state.prompt = parsed.prompt_text
+            return parsed
+
+        outcome = await state.service.handle(endpoint.operation, parse, key.id, request.state.request_id)
+        request.state.engine_seconds = outcome.engine_seconds
+        return JSONResponse(render(outcome))
+
+    handler.__name__ = f"post_{endpoint.operation.value.replace('-', '_')}"
+    return handler
+
+
+async def serve_image(request: Request, name: str) -> Response:
+    state: AppState = request.app.state.ideohub
+    q = request.query_params
+    exp = state.signer.verify(name, q.get("exp"), q.get("kid"), q.get("sig"))
+    path = state.storage.local_path(name)
+    if path is None:
+        raise NotFound("the image no longer exists")
+    etag = f'"{name.rsplit(".", 1)[0]}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"private, max-age={max(0, exp - int(time.time()))}, immutable",
+    }
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    media_type = _MEDIA_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    state: AppState = request.app.state.ideohub
+    return JSONResponse({"status": "ok", "version": __version__, "engines": sorted(o.value for o in state.service.engines)})
+
+
+async def _sweep_forever(state: AppState) -> None:
+    while True:
+        try:
+            removed = await state.service.sweep()
+            if removed:
+                log.info('{"sweeper": "deleted expired images", "count": %d}', removed)
+        except Exception:
+            log.exception("sweeper failed; retrying at the next interval")
+        await asyncio.sleep(state.settings.sweep_interval_s)

@@ -1,0 +1,47 @@
+"""Error bodies: RFC 7807 problem JSON for every 4xx/5xx, except the spec's safety 422
+``{"error": "..."}``. Always ``Content-Type: application/json`` (what clients of the API expect)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..domain.errors import IdeohubError, Retryable, SafetyRejected
+
+log = logging.getLogger("ideohub.api")
+
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           413: "Payload Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def problem(status: int, detail: str, title: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"type": "about:blank", "title": title or _TITLES.get(status, "Error"), "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_response(exc: IdeohubError) -> JSONResponse:
+    if isinstance(exc, SafetyRejected):
+        return JSONResponse({"error": exc.detail}, status_code=422)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Retryable) else None
+    if exc.status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer, ApiKey header="Api-Key"'}
+    return problem(exc.status, exc.detail, exc.title, headers)
+
+
+async def ideohub_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IdeohubError)
+    return error_response(exc)
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal error; the request was not completed")

@@ -1,0 +1,163 @@
+"""Settings: defaults that work on one machine, overridden by a TOML file and ``IDEOHUB_*``.
+
+Precedence, highest first: explicit arguments (CLI options) → ``IDEOHUB_*`` environment
+variables → the TOML config file → defaults. The config file is ``--config``/``IDEOHUB_CONFIG``,
+else ``<data_dir>/ideohub.toml`` when it exists. Nothing else in ideohub reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("ideohub-data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IDEOHUB_", env_nested_delimiter="__", extra="ignore")
+
+    # where everything lives
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None  # default: SQLite file in data_dir
+    config: Path | None = None
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None  # as clients reach us, e.g. behind a proxy; default http://host:port
+    url_ttl_s: int = 24 * 3600  # image links live 24 h, as the relays promise
+    signing_key_id: str | None = None  # active key id; default: the newest in data_dir/secrets.json
+    sweep_interval_s: float = 600.0
+
+    # input limits
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_input_pixels: int = 4096 * 4096
+    max_body_bytes: int = 80 * 1024 * 1024
+
+    # engines: operation name (e.g. "upscale", "v3-generate") → engine name; see engines.registry
+    engines: dict[str, str] = Field(default_factory=lambda: {"upscale": "local-upscaler"})
+    upscale_model: str | None = None  # default: ncnn_upscaler.DEFAULT_MODEL
+    upscale_tile: int = 256
+    upscale_threads: int | None = None  # ncnn threads per worker; default: all cores
+    model_dir: Path | None = None  # operator-supplied weights (param/bin files)
+
+    # the bounded pool for heavy work
+    workers: int = 1
+    queue_size: int = 4
+    request_timeout_s: float = 600.0
+
+    # safety
+    safety_check: bool = True
+    safety_threshold: float = 0.8
+    banned_prompt_terms: list[str] = Field(default_factory=list)
+
+    # logs
+    log_prompts: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engines_from_json(cls, v: Any) -> Any:
+        return json.loads(v) if isinstance(v, str) else v
+
+    @field_validator("banned_prompt_terms", mode="before")
+    @classmethod
+    def _terms_from_text(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return json.loads(v) if v.strip().startswith("[") else [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    # ------------------------------------------------------------ derived
+
+    @property
+    def base_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ideohub.db').resolve()}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.data_dir / "secrets.json"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings with the precedence above; ``None`` overrides are ignored."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    base = Settings(**{k: overrides[k] for k in ("data_dir", "config") if k in overrides})
+    path = base.config
+    if path is None:
+        default = base.data_dir / "ideohub.toml"
+        path = default if default.is_file() else None
+    elif not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as fh:
+            file_values = tomllib.load(fh)
+    env_values = Settings().model_dump(exclude_unset=True)  # only what IDEOHUB_* set
+    return Settings(**{**file_values, **env_values, **overrides})
+
+
+class Secrets:
+    """Server secrets kept in ``<data_dir>/secrets.json`` (mode 0600), created on first use:
+    the pepper for API-key hashes and the URL-signing keys by id (new ids rotate; old ones
+    keep verifying until removed)."""
+
+    def __init__(self, key_pepper: bytes, signing_keys: dict[str, bytes], active_kid: str) -> None:
+        self.key_pepper = key_pepper
+        self.signing_keys = signing_keys
+        self.active_kid = active_kid
+
+    @classmethod
+    def load(cls, settings: Settings) -> "Secrets":
+        path = settings.secrets_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = {"key_pepper": secrets.token_hex(32), "signing_keys": {"k1": secrets.token_hex(32)}}
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
+            try:
+                os.link(tmp, path)  # atomic create: a concurrent first start keeps the winner's secrets
+            except FileExistsError:
+                pass
+            tmp.unlink(missing_ok=True)
+        data = json.loads(path.read_text())
+        keys = {kid: bytes.fromhex(v) for kid, v in data["signing_keys"].items()}
+        active = settings.signing_key_id or sorted(keys)[-1]
+        if active not in keys:
+            raise ValueError(f"signing_key_id {active!r} is not in {path}")
+        return cls(bytes.fromhex(data["key_pepper"]), keys, active)
+
+    @staticmethod
+    def rotate(settings: Settings) -> str:
+        """Add a new signing key and make it the newest; returns its id."""
+        Secrets.load(settings)
+        path = settings.secrets_file
+        data = json.loads(path.read_text())
+        n = 1 + max(int(k[1:]) for k in data["signing_keys"] if k[1:].isdigit())
+        kid = f"k{n}"
+        data["signing_keys"][kid] = secrets.token_hex(32)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+        return kid

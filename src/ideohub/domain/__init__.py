@@ -1,0 +1,1 @@
+"""Domain types: operations, enums, sizes, errors. Imports nothing else from ideohub."""

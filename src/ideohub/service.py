@@ -1,0 +1,169 @@
+"""One request's path behind the HTTP layer, in one place:
+
+parse (the dialect's parser) → prompt policy → engine for the operation → store every
+result image → signed URLs. The request record follows along: received → running →
+stored → done, or failed with the error. A failure after some images were stored deletes
+them again: nothing half-written survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .config import Settings
+from .domain.errors import EngineUnavailable, IdeohubError, SafetyRejected, UpstreamFailed
+from .domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
+from .engines.base import EngineContext, WorkerPool
+from .media.signing import UrlSigner
+from .media.storage import Storage
+from .store.models import StoredImage
+from .store.repository import Repository, new_id, utcnow
+
+log = logging.getLogger("ideohub.service")
+
+_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+@dataclass
+class DeliveredImage:
+    output: ImageOutput
+    url: str | None  # None when the image failed the safety check
+
+
+@dataclass
+class Outcome:
+    operation: Operation
+    images: list[DeliveredImage] | None = None
+    descriptions: list[str] | None = None
+    engine_seconds: float = 0.0
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        repo: Repository,
+        storage: Storage,
+        signer: UrlSigner,
+        engines: dict[Operation, Any],
+        pool: WorkerPool,
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.storage = storage
+        self.signer = signer
+        self.engines = engines
+        self.pool = pool
+        self._banned = [t.lower() for t in settings.banned_prompt_terms if t.strip()]
+
+    async def handle(
+        self,
+        operation: Operation,
+        parse: Callable[[], Awaitable[CanonicalRequest]],
+        key_id: str | None,
+        request_id: str,
+    ) -> Outcome:
+        await self.repo.start_request(request_id, key_id, operation.value)
+        try:
+            request = await parse()
+            self.check_prompt(request)
+            engine = self.engine_for(operation)
+            await self.repo.update_request(request_id, "running", params=request.summary(), engine=engine.name)
+            ctx = EngineContext(
+                request_id=request_id,
+                deadline=time.monotonic() + self.settings.request_timeout_s,
+                pool=self.pool,
+            )
+            started = time.perf_counter()
+            result = await engine.run(request, ctx)
+            engine_seconds = time.perf_counter() - started
+            if isinstance(result, DescribeResult):
+                if not result.descriptions:
+                    raise UpstreamFailed(f"engine {engine.name} returned no description")
+                await self.repo.update_request(request_id, "done", status_code=200)
+                return Outcome(operation, descriptions=result.descriptions, engine_seconds=engine_seconds)
+            images = await self._store(request_id, result)
+            delivered = sum(1 for i in images if i.url is not None)
+            await self.repo.update_request(request_id, "done", images=delivered, status_code=200)
+            return Outcome(operation, images=images, engine_seconds=engine_seconds)
+        except BaseException as exc:
+            status = exc.status if isinstance(exc, IdeohubError) else 500
+            error = exc.detail if isinstance(exc, IdeohubError) else f"{exc.__class__.__name__}: internal error"
+            try:
+                await self.repo.update_request(request_id, "failed", status_code=status, error=error)
+            except Exception:  # the record must not mask the original error
+                log.exception("could not record the failure of request %s", request_id)
+            raise
+
+    def check_prompt(self, request: CanonicalRequest) -> None:
+        prompt = (request.prompt_text or "").lower()
+        if prompt and any(term in prompt for term in self._banned):
+            raise SafetyRejected(SafetyRejected.PROMPT)
+
+    def engine_for(self, operation: Operation) -> Any:
+        engine = self.engines.get(operation)
+        if engine is None:
+            raise EngineUnavailable(
+                f"no engine is configured for {operation.official_path} (operation '{operation.value}'). "
+                f"Configure one in the [engines] table of the config file, e.g. "
+                f'engines."{operation.value}" = "relay" with an upstream channel, '
+                f"or IDEOHUB_ENGINES='{{\"{operation.value}\": \"...\"}}'. "
+                f"Engines available here: local-upscaler (upscale only)."
+            )
+        return engine
+
+    async def _store(self, request_id: str, result: ImageResult) -> list[DeliveredImage]:
+        """Store every safe image, then record them; on any failure delete what was written."""
+        if not result.images:
+            raise UpstreamFailed("the engine returned no images")  # never a 200 with empty data
+        written: list[str] = []
+        rows: list[StoredImage] = []
+        delivered: list[DeliveredImage] = []
+        now = utcnow()
+        try:
+            for output in result.images:
+                if output.is_image_safe is None:
+                    raise RuntimeError("engine contract: is_image_safe must be set")
+                if not output.is_image_safe or output.data is None:
+                    delivered.append(DeliveredImage(output, None))
+                    continue
+                image_id = new_id("img")
+                key = f"{image_id}.{_EXT.get(output.media_type, 'png')}"
+                await self.storage.put(key, output.data)
+                written.append(key)
+                url, exp = self.signer.sign(key)
+                size = output.upscaled_resolution or output.resolution
+                rows.append(
+                    StoredImage(
+                        id=image_id, request_id=request_id, storage_key=key, media_type=output.media_type,
+                        width=size.width, height=size.height, bytes=len(output.data), etag=image_id,
+                        created_at=now, expires_at=datetime.fromtimestamp(exp, UTC),
+                    )
+                )
+                delivered.append(DeliveredImage(output, url))
+            await self.repo.add_images(rows)
+            await self.repo.update_request(request_id, "stored", images=len(rows))
+        except BaseException:
+            for key in written:
+                await self.storage.delete(key)
+            raise
+        return delivered
+
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Delete expired images (file and row); returns how many."""
+        now = now or utcnow()
+        total = 0
+        while True:
+            expired = await self.repo.expired_images(now)
+            if not expired:
+                return total
+            for row in expired:
+                await self.storage.delete(row.storage_key)
+            await self.repo.delete_images([r.id for r in expired])
+            total += len(expired)
+

@@ -1,0 +1,73 @@
+"""Database connections: an async engine for the server, a sync URL for Alembic and the CLI.
+
+SQLite (the embedded default) runs in WAL mode so readers never block the writer; PostgreSQL
+is reached through psycopg 3 for both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def sync_url(url: str) -> str:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return u.set(drivername="sqlite").render_as_string(hide_password=False)
+    if u.get_backend_name() == "postgresql":
+        return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def async_url(url: str) -> str:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return u.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if u.get_backend_name() == "postgresql":
+        return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def configure_sqlite(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+
+def create_engine_async(url: str) -> AsyncEngine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database:
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(async_url(url), pool_pre_ping=u.get_backend_name() != "sqlite")
+    configure_sqlite(engine.sync_engine)
+    return engine
+
+
+def sessionmaker_for(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Run Alembic migrations up to ``revision`` (``ideohub db upgrade``; ``serve`` on SQLite)."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database:
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    command.upgrade(cfg, revision)

@@ -1,0 +1,126 @@
+"""All database access the server and CLI need, as one async class over a session factory."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .db import create_engine_async, sessionmaker_for
+from .models import ApiKey, RequestRecord, StoredImage
+
+KEY_PREFIX = "ih_"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}_{secrets.token_hex(10)}"
+
+
+def generate_key() -> str:
+    """256 bits of entropy, URL-safe, recognisable by its prefix."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(pepper: bytes, key: str) -> str:
+    """Fast keyed hash, looked up by index: keys are random, so no slow password hash is needed."""
+    return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine, pepper: bytes) -> None:
+        self.engine = engine
+        self.session = sessionmaker_for(engine)
+        self._pepper = pepper
+
+    @classmethod
+    def connect(cls, url: str, pepper: bytes) -> "Repository":
+        return cls(create_engine_async(url), pepper)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ------------------------------------------------------------ keys
+
+    async def create_key(self, name: str = "") -> tuple[ApiKey, str]:
+        plaintext = generate_key()
+        row = ApiKey(
+            id=new_id("key"),
+            name=name,
+            key_hash=hash_key(self._pepper, plaintext),
+            prefix=plaintext[:10],
+            created_at=utcnow(),
+        )
+        async with self.session.begin() as s:
+            s.add(row)
+        return row, plaintext
+
+    async def list_keys(self) -> list[ApiKey]:
+        async with self.session() as s:
+            return list((await s.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
+
+    async def revoke_key(self, key_id: str) -> bool:
+        async with self.session.begin() as s:
+            res = await s.execute(
+                update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+            )
+            return res.rowcount == 1
+
+    async def authenticate(self, plaintext: str) -> ApiKey | None:
+        """The active key for this secret, or None. Not cached: a revoke takes effect at once,
+        from any process (the CLI revokes while the server runs)."""
+        digest = hash_key(self._pepper, plaintext)
+        async with self.session() as s:
+            row = await s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
+            return None
+        return row
+
+    # ------------------------------------------------------------ request record
+
+    async def start_request(self, request_id: str, key_id: str | None, operation: str) -> None:
+        now = utcnow()
+        async with self.session.begin() as s:
+            s.add(
+                RequestRecord(
+                    id=request_id, key_id=key_id, operation=operation, params={}, state="received",
+                    created_at=now, updated_at=now,
+                )
+            )
+
+    async def update_request(self, request_id: str, state: str, **values: Any) -> None:
+        now = utcnow()
+        if state in ("done", "failed"):
+            values["finished_at"] = now
+        async with self.session.begin() as s:
+            await s.execute(
+                update(RequestRecord).where(RequestRecord.id == request_id).values(state=state, updated_at=now, **values)
+            )
+
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        async with self.session() as s:
+            return await s.get(RequestRecord, request_id)
+
+    # ------------------------------------------------------------ images
+
+    async def add_images(self, rows: list[StoredImage]) -> None:
+        async with self.session.begin() as s:
+            s.add_all(rows)
+
+    async def expired_images(self, now: datetime, limit: int = 500) -> list[StoredImage]:
+        async with self.session() as s:
+            q = select(StoredImage).where(StoredImage.expires_at < now).limit(limit)
+            return list((await s.scalars(q)).all())
+
+    async def delete_images(self, ids: list[str]) -> None:
+        if ids:
+            async with self.session.begin() as s:
+                await s.execute(delete(StoredImage).where(StoredImage.id.in_(ids)))

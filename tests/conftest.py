@@ -1,0 +1,143 @@
+"""Shared fixtures: a real ideohub server on a free loopback port, with its own data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from ideohub.api.app import create_app  # noqa: E402
+from ideohub.config import Secrets, Settings, load_settings  # noqa: E402
+from ideohub.store import db  # noqa: E402
+from ideohub.store.repository import Repository  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ThreadedServer:
+    """uvicorn in a background thread; stops cleanly."""
+
+    def __init__(self, app, port: int) -> None:  # type: ignore[no-untyped-def]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ThreadedServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@dataclass
+class Running:
+    base_url: str
+    key: str
+    settings: Settings
+    client: httpx.Client
+
+    def auth(self, style: str = "api-key") -> dict[str, str]:
+        return {"Api-Key": self.key} if style == "api-key" else {"Authorization": f"Bearer {self.key}"}
+
+    def post(self, path: str, style: str = "api-key", **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+        headers = {**self.auth(style), **kwargs.pop("headers", {})}
+        return self.client.post(path, headers=headers, **kwargs)
+
+    def create_key(self) -> tuple[str, str]:
+        async def go():  # type: ignore[no-untyped-def]
+            secrets = Secrets.load(self.settings)
+            repo = Repository.connect(self.settings.db_url, secrets.key_pepper)
+            try:
+                row, plaintext = await repo.create_key("test")
+                return row.id, plaintext
+            finally:
+                await repo.close()
+
+        return asyncio.run(go())
+
+    def revoke(self, key_id: str) -> bool:
+        async def go():  # type: ignore[no-untyped-def]
+            repo = Repository.connect(self.settings.db_url, Secrets.load(self.settings).key_pepper)
+            try:
+                return await repo.revoke_key(key_id)
+            finally:
+                await repo.close()
+
+        return asyncio.run(go())
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator:
+    stack: list[ThreadedServer] = []
+    clients: list[httpx.Client] = []
+
+    def start(engines: dict | None = None, **overrides) -> Running:  # type: ignore[no-untyped-def]
+        port = free_port()
+        data_dir = tmp_path / f"data-{port}"
+        settings = load_settings(data_dir=data_dir, port=port, **overrides)
+        db.upgrade(settings.db_url)
+        app = create_app(settings, engines=engines if engines is not None else {})
+        server = ThreadedServer(app, port).__enter__()
+        stack.append(server)
+        client = httpx.Client(base_url=settings.base_url, timeout=120)
+        clients.append(client)
+        running = Running(settings.base_url, "", settings, client)
+        _key_id, running.key = running.create_key()
+        return running
+
+    yield start
+    for c in clients:
+        c.close()
+    for s in reversed(stack):
+        s.__exit__(None, None, None)
+
+
+def png_bytes(width: int = 64, height: int = 48, seed: int = 0, mode: str = "RGB") -> bytes:
+    rng = np.random.default_rng(seed)
+    channels = 4 if mode == "RGBA" else 3
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([(xx * 255 // max(1, width - 1)), (yy * 255 // max(1, height - 1)), (xx + yy) % 256], -1)
+    arr = (base + rng.integers(0, 24, size=(height, width, 3))).clip(0, 255).astype(np.uint8)
+    if channels == 4:
+        arr = np.concatenate([arr, np.full((height, width, 1), 200, np.uint8)], -1)
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def encode(arr: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+def mask_bytes(width: int, height: int, fmt: str = "PNG") -> bytes:
+    """White with a black rectangle in the middle (black = edit)."""
+    arr = np.full((height, width), 255, np.uint8)
+    arr[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 0
+    return encode(arr, fmt)
