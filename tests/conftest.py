@@ -96,12 +96,14 @@ def start_server(tmp_path: Path) -> Iterator:
     stack: list[ThreadedServer] = []
     clients: list[httpx.Client] = []
 
-    def start(engines: dict | None = None, **overrides) -> Running:  # type: ignore[no-untyped-def]
+    def start(engines: dict | str | None = None, **overrides) -> Running:  # type: ignore[no-untyped-def]
+        """``engines``: None → no engines at all; "config" → the engines the settings configure;
+        a dict → exactly those."""
         port = free_port()
         data_dir = tmp_path / f"data-{port}"
         settings = load_settings(data_dir=data_dir, port=port, **overrides)
         db.upgrade(settings.db_url)
-        app = create_app(settings, engines=engines if engines is not None else {})
+        app = create_app(settings, engines=None if engines == "config" else (engines or {}))
         server = ThreadedServer(app, port).__enter__()
         stack.append(server)
         client = httpx.Client(base_url=settings.base_url, timeout=120)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import png_bytes
 from ideohub.config import Secrets, load_settings
-from ideohub.domain.operations import ImageOutput, ImageResult
+from ideohub.domain.operations import ImageOutput, ImageResult, Operation
 from ideohub.domain.sizes import Size
 from ideohub.media.signing import LinkExpired, LinkForbidden, UrlSigner
 from ideohub.media.storage import LocalStorage
@@ -97,7 +97,7 @@ def _store_one(running, data: bytes) -> str:
             await repo.start_request("req_media", None, "upscale")
             out = ImageOutput(data=data, media_type="image/png", resolution=Size(8, 8), prompt="", seed=1,
                               is_image_safe=True)
-            delivered = await svc._store("req_media", ImageResult([out]))
+            delivered = await svc._store("req_media", Operation.UPSCALE, ImageResult([out]))
             return delivered[0].url
         finally:
             await repo.close()

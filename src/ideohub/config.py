@@ -7,6 +7,7 @@ else ``<data_dir>/ideohub.toml`` when it exists. Nothing else in ideohub reads t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -42,11 +43,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = 80 * 1024 * 1024
 
     # engines: operation name (e.g. "upscale", "v3-generate") → engine name; see engines.registry
-    engines: dict[str, str] = Field(default_factory=lambda: {"upscale": "local-upscaler"})
+    engines: dict[str, str] = Field(default_factory=lambda: {"upscale": "local-upscaler", "*": "relay"})
     upscale_model: str | None = None  # default: ncnn_upscaler.DEFAULT_MODEL
     upscale_tile: int = 256
     upscale_threads: int | None = None  # ncnn threads per worker; default: all cores
     model_dir: Path | None = None  # operator-supplied weights (param/bin files)
+
+    # upstream channels declared here are upserted into the database at start-up
+    channels: list[dict[str, Any]] = Field(default_factory=list)
+    channel_reload_s: float = 1.0
+    relay_download_hosts: list[str] = Field(default_factory=lambda: ["ideogram.ai", "*.ideogram.ai", "*.cloudfront.net"])
+    relay_cooldown_s: float = 5.0
 
     # the bounded pool for heavy work
     workers: int = 1
@@ -65,6 +72,11 @@ class Settings(BaseSettings):
     @field_validator("engines", mode="before")
     @classmethod
     def _engines_from_json(cls, v: Any) -> Any:
+        return json.loads(v) if isinstance(v, str) else v
+
+    @field_validator("channels", "relay_download_hosts", mode="before")
+    @classmethod
+    def _list_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
 
     @field_validator("banned_prompt_terms", mode="before")
@@ -119,32 +131,38 @@ class Secrets:
     the pepper for API-key hashes and the URL-signing keys by id (new ids rotate; old ones
     keep verifying until removed)."""
 
-    def __init__(self, key_pepper: bytes, signing_keys: dict[str, bytes], active_kid: str) -> None:
+    def __init__(self, key_pepper: bytes, signing_keys: dict[str, bytes], active_kid: str, channel_key: bytes) -> None:
         self.key_pepper = key_pepper
         self.signing_keys = signing_keys
         self.active_kid = active_kid
+        self.channel_key = channel_key  # Fernet key for upstream secrets at rest
 
     @classmethod
     def load(cls, settings: Settings) -> "Secrets":
         path = settings.secrets_file
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = {"key_pepper": secrets.token_hex(32), "signing_keys": {"k1": secrets.token_hex(32)}}
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
+            data = {
+                "key_pepper": secrets.token_hex(32),
+                "signing_keys": {"k1": secrets.token_hex(32)},
+                "channel_key": _fernet_key(),
+            }
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            _write_private(tmp, data)
             try:
                 os.link(tmp, path)  # atomic create: a concurrent first start keeps the winner's secrets
             except FileExistsError:
                 pass
             tmp.unlink(missing_ok=True)
         data = json.loads(path.read_text())
+        if "channel_key" not in data:  # data directories from before channels existed
+            data["channel_key"] = _fernet_key()
+            _replace_private(path, data)
         keys = {kid: bytes.fromhex(v) for kid, v in data["signing_keys"].items()}
         active = settings.signing_key_id or sorted(keys)[-1]
         if active not in keys:
             raise ValueError(f"signing_key_id {active!r} is not in {path}")
-        return cls(bytes.fromhex(data["key_pepper"]), keys, active)
+        return cls(bytes.fromhex(data["key_pepper"]), keys, active, data["channel_key"].encode())
 
     @staticmethod
     def rotate(settings: Settings) -> str:
@@ -155,9 +173,21 @@ class Secrets:
         n = 1 + max(int(k[1:]) for k in data["signing_keys"] if k[1:].isdigit())
         kid = f"k{n}"
         data["signing_keys"][kid] = secrets.token_hex(32)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
+        _replace_private(path, data)
         return kid
+
+
+def _fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+
+
+def _replace_private(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    _write_private(tmp, data)
+    os.replace(tmp, path)

@@ -20,6 +20,7 @@ from .domain.errors import EngineUnavailable, IdeohubError, SafetyRejected, Upst
 from .domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
 from .engines.base import EngineContext, WorkerPool
 from .media.signing import UrlSigner
+from .observability import Metrics
 from .media.storage import Storage
 from .store.models import StoredImage
 from .store.repository import Repository, new_id, utcnow
@@ -52,6 +53,7 @@ class Service:
         signer: UrlSigner,
         engines: dict[Operation, Any],
         pool: WorkerPool,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -59,6 +61,7 @@ class Service:
         self.signer = signer
         self.engines = engines
         self.pool = pool
+        self.metrics = metrics or Metrics()
         self._banned = [t.lower() for t in settings.banned_prompt_terms if t.strip()]
 
     async def handle(
@@ -80,14 +83,19 @@ class Service:
                 pool=self.pool,
             )
             started = time.perf_counter()
-            result = await engine.run(request, ctx)
-            engine_seconds = time.perf_counter() - started
+            self.metrics.images_in_flight.inc(request.num_images)
+            try:
+                result = await engine.run(request, ctx)
+            finally:
+                self.metrics.images_in_flight.dec(request.num_images)
+            # engines that know their wait time (the relay) report it; for the rest all of it is engine time
+            engine_seconds = ctx.engine_seconds or (time.perf_counter() - started)
             if isinstance(result, DescribeResult):
                 if not result.descriptions:
                     raise UpstreamFailed(f"engine {engine.name} returned no description")
                 await self.repo.update_request(request_id, "done", status_code=200)
                 return Outcome(operation, descriptions=result.descriptions, engine_seconds=engine_seconds)
-            images = await self._store(request_id, result)
+            images = await self._store(request_id, operation, result)
             delivered = sum(1 for i in images if i.url is not None)
             await self.repo.update_request(request_id, "done", images=delivered, status_code=200)
             return Outcome(operation, images=images, engine_seconds=engine_seconds)
@@ -117,7 +125,7 @@ class Service:
             )
         return engine
 
-    async def _store(self, request_id: str, result: ImageResult) -> list[DeliveredImage]:
+    async def _store(self, request_id: str, operation: Operation, result: ImageResult) -> list[DeliveredImage]:
         """Store every safe image, then record them; on any failure delete what was written."""
         if not result.images:
             raise UpstreamFailed("the engine returned no images")  # never a 200 with empty data
@@ -147,6 +155,8 @@ class Service:
                 )
                 delivered.append(DeliveredImage(output, url))
             await self.repo.add_images(rows)
+            if rows:
+                self.metrics.images_stored.labels(operation.value).inc(len(rows))
             await self.repo.update_request(request_id, "stored", images=len(rows))
         except BaseException:
             for key in written:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
+from prometheus_client import CONTENT_TYPE_LATEST
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -23,7 +24,8 @@ from .. import __version__
 from ..config import Secrets, Settings
 from ..domain.errors import IdeohubError, NotFound
 from ..engines.base import WorkerPool
-from ..engines.registry import build_engines
+from ..engines.registry import ConfigError, EngineResources, build_engines
+from ..observability import Metrics
 from ..media.decode import ImageLimits
 from ..media.signing import UrlSigner
 from ..media.storage import LocalStorage, Storage
@@ -51,26 +53,46 @@ class AppState:
     service: Service
     pool: WorkerPool
     limits: ImageLimits
+    metrics: Metrics
 
 
-def build_state(settings: Settings, engines: dict | None = None) -> AppState:
+async def open_state(settings: Settings, engines: dict | None = None) -> AppState:
     secrets = Secrets.load(settings)
     if settings.db_url.startswith("sqlite"):
-        db.upgrade(settings.db_url)  # the embedded default upgrades itself; servers run `ideohub db upgrade`
+        await anyio.to_thread.run_sync(db.upgrade, settings.db_url)  # servers on PostgreSQL run `ideohub db upgrade`
     repo = Repository.connect(settings.db_url, secrets.key_pepper)
+    await upsert_config_channels(settings, repo, secrets)
+    metrics = Metrics()
     storage = LocalStorage(settings.images_dir)
     signer = UrlSigner(secrets.signing_keys, secrets.active_kid, settings.base_url, settings.url_ttl_s)
     pool = WorkerPool(settings.workers, settings.queue_size)
-    engines = build_engines(settings) if engines is None else engines
-    service = Service(settings, repo, storage, signer, engines, pool)
+    if engines is None:
+        engines = build_engines(EngineResources(settings, metrics, repo.session, secrets))
+    service = Service(settings, repo, storage, signer, engines, pool, metrics)
     limits = ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_input_pixels)
-    return AppState(settings, repo, storage, signer, service, pool, limits)
+    return AppState(settings, repo, storage, signer, service, pool, limits, metrics)
+
+
+async def upsert_config_channels(settings: Settings, repo: Repository, secrets: Secrets) -> None:
+    """Channels declared in the config file are written to the database at start-up."""
+    if not settings.channels:
+        return
+    from ..engines.relay.channel_store import ChannelStore
+    from ..engines.relay.channels import SecretBox, channel_from_options
+
+    store = ChannelStore(repo.session, SecretBox(secrets.channel_key))
+    for options in settings.channels:
+        try:
+            channel = channel_from_options(options)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"channels: {exc}") from None
+        await store.upsert(channel, source="config")
 
 
 def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = build_state(settings, engines)
+        state = await open_state(settings, engines)
         app.state.ideohub = state
         sweeper = asyncio.create_task(_sweep_forever(state))
         try:
@@ -78,6 +100,9 @@ def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
         finally:
             sweeper.cancel()
             state.pool.shutdown()
+            for engine in {id(e): e for e in state.service.engines.values()}.values():
+                if hasattr(engine, "aclose"):
+                    await engine.aclose()
             await state.repo.close()
 
     app = FastAPI(
@@ -105,6 +130,7 @@ def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
             )
     app.add_api_route("/images/{name}", serve_image, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     return app
 
 
@@ -151,6 +177,11 @@ async def serve_image(request: Request, name: str) -> Response:
 async def healthz(request: Request) -> JSONResponse:
     state: AppState = request.app.state.ideohub
     return JSONResponse({"status": "ok", "version": __version__, "engines": sorted(o.value for o in state.service.engines)})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    state: AppState = request.app.state.ideohub
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _sweep_forever(state: AppState) -> None:

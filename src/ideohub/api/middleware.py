@@ -42,13 +42,21 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - started
+            state_obj = getattr(getattr(scope.get("app"), "state", None), "ideohub", None)
+            if state_obj is not None and "operation" in state:
+                endpoint = state["operation"]
+                m = state_obj.metrics
+                m.requests.labels(endpoint, str(status_holder["status"])).inc()
+                m.latency.labels(endpoint).observe(elapsed)
+                m.overhead.labels(endpoint).observe(max(0.0, elapsed - state.get("engine_seconds", 0.0)))
             if log.isEnabledFor(logging.INFO):
                 record = {
                     "request_id": request_id,
                     "method": scope.get("method"),
                     "path": scope.get("path"),
                     "status": status_holder["status"],
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "ms": round(elapsed * 1000, 2),
                     "engine_ms": round(state.get("engine_seconds", 0.0) * 1000, 2),
                 }
                 for extra in ("key_id", "operation", "prompt"):

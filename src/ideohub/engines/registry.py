@@ -1,20 +1,38 @@
 """Engines chosen by configuration: ``[engines]`` maps an operation (``upscale``,
-``v3-generate``, … or ``"*"`` for every operation not named) to an engine name."""
+``v3-generate``, … or ``"*"`` for every operation not named) to an engine name.
+
+Defaults: ``upscale`` → ``local-upscaler``, everything else → ``relay`` (which answers 503
+until an upstream channel is configured).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import Settings
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from ..config import Secrets, Settings
 from ..domain.operations import Operation
+from ..observability import Metrics
 
-EngineFactory = Callable[[Settings], Any]
+
+@dataclass
+class EngineResources:
+    settings: Settings
+    metrics: Metrics
+    session: async_sessionmaker
+    secrets: Secrets
 
 
-def _local_upscaler(settings: Settings) -> dict[Operation, Any]:
+EngineFactory = Callable[[EngineResources], dict[Operation, Any]]
+
+
+def _local_upscaler(res: EngineResources) -> dict[Operation, Any]:
     from .local_upscaler import LocalUpscaler  # heavy imports only when configured
 
+    settings = res.settings
     safety = None
     if settings.safety_check:
         from .safety import SafetyClassifier
@@ -30,15 +48,32 @@ def _local_upscaler(settings: Settings) -> dict[Operation, Any]:
     return {Operation.UPSCALE: engine}
 
 
-FACTORIES: dict[str, EngineFactory] = {"local-upscaler": _local_upscaler}
+def _relay(res: EngineResources) -> dict[Operation, Any]:
+    from .relay.channel_store import ChannelStore
+    from .relay.channels import SecretBox
+    from .relay.engine import ChannelDirectory, DownloadGuard, RelayEngine
+    from .relay.router import Router
+
+    store = ChannelStore(res.session, SecretBox(res.secrets.channel_key))
+    engine = RelayEngine(
+        ChannelDirectory(store.list, reload_s=res.settings.channel_reload_s),
+        router=Router(base_cooldown_s=res.settings.relay_cooldown_s),
+        metrics=res.metrics,
+        guard=DownloadGuard(tuple(res.settings.relay_download_hosts)),
+    )
+    return {op: engine for op in Operation}
+
+
+FACTORIES: dict[str, EngineFactory] = {"local-upscaler": _local_upscaler, "relay": _relay}
 
 
 class ConfigError(ValueError):
     pass
 
 
-def build_engines(settings: Settings, factories: dict[str, EngineFactory] | None = None) -> dict[Operation, Any]:
+def build_engines(res: EngineResources, factories: dict[str, EngineFactory] | None = None) -> dict[Operation, Any]:
     """Instantiate each configured engine once and map operations to it."""
+    settings = res.settings
     factories = factories or FACTORIES
     built: dict[str, dict[Operation, Any]] = {}
     engines: dict[Operation, Any] = {}
@@ -50,7 +85,7 @@ def build_engines(settings: Settings, factories: dict[str, EngineFactory] | None
             known = ", ".join(o.value for o in Operation)
             raise ConfigError(f"engines: unknown operation {op_name!r}; known: {known}, or '*'")
         if engine_name not in built:
-            built[engine_name] = factories[engine_name](settings)
+            built[engine_name] = factories[engine_name](res)
     for op in Operation:
         name = settings.engines.get(op.value, wildcard)
         if name is None:

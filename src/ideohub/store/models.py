@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -61,3 +61,27 @@ class StoredImage(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_images_expires_at", "expires_at"),)
+
+
+class ChannelRow(Base):
+    """An upstream channel. ``key_ciphertext`` is the Fernet-sealed secret, never the plaintext."""
+
+    __tablename__ = "channels"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    base_url: Mapped[str] = mapped_column(String(500))
+    auth: Mapped[str] = mapped_column(String(16))
+    path_style: Mapped[str] = mapped_column(String(16))
+    key_ciphertext: Mapped[str] = mapped_column(Text)
+    operations: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    max_in_flight: Mapped[int] = mapped_column(Integer, default=10)
+    connect_timeout_s: Mapped[float] = mapped_column(Float, default=10.0)
+    timeout_s: Mapped[float] = mapped_column(Float, default=180.0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    source: Mapped[str] = mapped_column(String(16), default="cli")  # "config" rows are upserted at start-up
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,74 @@
+"""Channels in the database: the CLI edits them, config-file channels are upserted at
+start-up, and running servers re-read them within ``reload_s`` (no restart needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from ...domain.operations import Operation
+from ...store.models import ChannelRow
+from ...store.repository import utcnow
+from .channels import Channel, SecretBox
+
+
+class ChannelStore:
+    def __init__(self, session: async_sessionmaker, box: SecretBox) -> None:
+        self.session = session
+        self.box = box
+
+    def _to_channel(self, row: ChannelRow) -> Channel:
+        return Channel(
+            name=row.name, kind=row.kind, base_url=row.base_url, key=self.box.open(row.key_ciphertext),  # type: ignore[arg-type]
+            auth=row.auth, path_style=row.path_style,  # type: ignore[arg-type]
+            operations=frozenset(Operation(o) for o in row.operations) if row.operations is not None else None,
+            models=frozenset(row.models) if row.models is not None else None,
+            priority=row.priority, weight=row.weight, max_in_flight=row.max_in_flight,
+            connect_timeout_s=row.connect_timeout_s, timeout_s=row.timeout_s, enabled=row.enabled,
+        )
+
+    async def upsert(self, ch: Channel, source: str = "cli") -> None:
+        now = utcnow()
+        values: dict[str, Any] = dict(
+            kind=ch.kind.value, base_url=ch.base_url, auth=ch.auth.value, path_style=ch.path_style.value,
+            key_ciphertext=self.box.seal(ch.key),
+            operations=sorted(o.value for o in ch.operations) if ch.operations is not None else None,
+            models=sorted(ch.models) if ch.models is not None else None,
+            priority=ch.priority, weight=ch.weight, max_in_flight=ch.max_in_flight,
+            connect_timeout_s=ch.connect_timeout_s, timeout_s=ch.timeout_s, enabled=ch.enabled,
+            source=source, updated_at=now,
+        )
+        async with self.session.begin() as s:
+            row = await s.get(ChannelRow, ch.name)
+            if row is None:
+                s.add(ChannelRow(name=ch.name, created_at=now, **values))
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+
+    async def list(self) -> list[Channel]:
+        async with self.session() as s:
+            rows = (await s.scalars(select(ChannelRow).order_by(ChannelRow.priority.desc(), ChannelRow.name))).all()
+        return [self._to_channel(r) for r in rows]
+
+    async def get(self, name: str) -> Channel | None:
+        async with self.session() as s:
+            row = await s.get(ChannelRow, name)
+        return self._to_channel(row) if row else None
+
+    async def set_enabled(self, name: str, enabled: bool) -> bool:
+        async with self.session.begin() as s:
+            res = await s.execute(
+                update(ChannelRow).where(ChannelRow.name == name).values(enabled=enabled, updated_at=utcnow())
+            )
+            return res.rowcount == 1
+
+    async def remove(self, name: str) -> bool:
+        async with self.session.begin() as s:
+            row = await s.get(ChannelRow, name)
+            if row is None:
+                return False
+            await s.delete(row)
+            return True

@@ -1,0 +1,33 @@
+"""Prometheus metrics. One registry per app, so several apps (tests, benches) can share a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("ideohub_requests_total", "API requests by endpoint and status",
+                                ["endpoint", "status"], registry=r)
+        self.latency = Histogram("ideohub_request_seconds", "API request latency by endpoint",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.overhead = Histogram("ideohub_overhead_seconds", "Time not spent waiting on engines or upstreams",
+                                  ["endpoint"], buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 1),
+                                  registry=r)
+        self.upstream_attempts = Counter("ideohub_upstream_attempts_total", "Upstream attempts by channel and outcome",
+                                         ["channel", "outcome"], registry=r)
+        self.upstream_latency = Histogram("ideohub_upstream_seconds", "Upstream call latency by channel",
+                                          ["channel"], buckets=LATENCY_BUCKETS, registry=r)
+        self.images_stored = Counter("ideohub_images_stored_total", "Result images stored", ["operation"], registry=r)
+        self.channel_cooldown = Gauge("ideohub_channel_cooldown", "1 while a channel is cooling down",
+                                      ["channel"], registry=r)
+        self.channel_in_flight = Gauge("ideohub_channel_in_flight", "Requests in flight per channel",
+                                       ["channel"], registry=r)
+        self.images_in_flight = Gauge("ideohub_images_in_flight", "Images being produced right now", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
