@@ -153,6 +153,7 @@ def channels_add(
     operations: Annotated[str | None, typer.Option("--operations", help="Comma-separated, e.g. upscale,v3-generate")] = None,
     models: Annotated[str | None, typer.Option("--models", help="Comma-separated models/speeds, e.g. V_2,TURBO")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per upstream request")] = 180.0,
+    cost: Annotated[float, typer.Option("--cost-multiplier", help="Its price to us relative to the list prices")] = 1.0,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -162,7 +163,7 @@ def channels_add(
     settings = _settings(data_dir, config)
     options: dict[str, object] = dict(name=name, kind=kind, key=key, auth=auth, path_style=path_style,
                                       priority=priority, weight=weight, max_in_flight=max_in_flight,
-                                      operations=operations, models=models, timeout_s=timeout)
+                                      operations=operations, models=models, timeout_s=timeout, cost_multiplier=cost)
     if base_url:
         options["base_url"] = base_url
     try:

@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     relay_download_hosts: list[str] = Field(default_factory=lambda: ["ideogram.ai", "*.ideogram.ai", "*.cloudfront.net"])
     relay_cooldown_s: float = 5.0
 
+    # billing and limits
+    prices: dict[str, dict[str, Any]] = Field(default_factory=dict)  # overrides of the shipped price table
+    groups: dict[str, float] = Field(default_factory=dict)  # account group → price multiplier
+    reservation_grace_s: float = 300.0  # a held reservation older than request_timeout_s + this is released
+    default_rpm: int | None = None  # per-key defaults for keys created without their own limits
+    default_max_images_in_flight: int | None = None
+    usage_retention_days: int = 90
+    redis_url: str | None = None  # shared rate limits and channel state across processes
+    admin_token: str | None = None  # enables the admin API (Authorization: Bearer <token>)
+
     # the bounded pool for heavy work
     workers: int = 1
     queue_size: int = 4
@@ -74,7 +84,7 @@ class Settings(BaseSettings):
     def _engines_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
 
-    @field_validator("channels", "relay_download_hosts", mode="before")
+    @field_validator("channels", "relay_download_hosts", "prices", "groups", mode="before")
     @classmethod
     def _list_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v

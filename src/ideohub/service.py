@@ -12,17 +12,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .config import Settings
-from .domain.errors import EngineUnavailable, IdeohubError, SafetyRejected, UpstreamFailed
+from .domain.errors import EngineUnavailable, Forbidden, IdeohubError, SafetyRejected, UpstreamFailed
+from .domain.prices import PER_INPUT, PriceTable, Quote
+from .gate.limits import Limiter, MemoryLimiter
 from .domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
 from .engines.base import EngineContext, WorkerPool
 from .media.signing import UrlSigner
 from .observability import Metrics
 from .media.storage import Storage
-from .store.models import StoredImage
+from .store.ledger import DEFAULT_ACCOUNT, Ledger
+from .store.models import ApiKey, StoredImage
 from .store.repository import Repository, new_id, utcnow
 
 log = logging.getLogger("ideohub.service")
@@ -54,6 +57,10 @@ class Service:
         engines: dict[Operation, Any],
         pool: WorkerPool,
         metrics: Metrics | None = None,
+        *,
+        ledger: Ledger | None = None,
+        prices: PriceTable | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -62,51 +69,110 @@ class Service:
         self.engines = engines
         self.pool = pool
         self.metrics = metrics or Metrics()
+        self.ledger = ledger or Ledger(repo.session)
+        self.prices = prices or PriceTable.load()
+        self.limiter: Limiter = limiter or MemoryLimiter(lease_s=settings.request_timeout_s + settings.reservation_grace_s)
         self._banned = [t.lower() for t in settings.banned_prompt_terms if t.strip()]
+        self._reservation_ttl = timedelta(seconds=settings.request_timeout_s + settings.reservation_grace_s)
 
     async def handle(
         self,
         operation: Operation,
         parse: Callable[[], Awaitable[CanonicalRequest]],
-        key_id: str | None,
+        key: ApiKey,
         request_id: str,
     ) -> Outcome:
-        await self.repo.start_request(request_id, key_id, operation.value)
+        """Gate → engine → storage → settle, with the request record and the money kept exact:
+        a failure anywhere refunds the reservation exactly once."""
+        started = time.perf_counter()
+        account_id = key.account_id or DEFAULT_ACCOUNT
+        await self.repo.start_request(request_id, key.id, operation.value, account_id)
+        reserved = leased = False
+        ctx: EngineContext | None = None
+        quote: Quote | None = None
         try:
+            rpm = key.rpm or self.settings.default_rpm
+            if rpm:
+                await self.limiter.hit(key.id, rpm)
             request = await parse()
+            if key.allowed_operations is not None and operation.value not in key.allowed_operations:
+                raise Forbidden(f"this key may not use {operation.official_path} (operation '{operation.value}')")
             self.check_prompt(request)
             engine = self.engine_for(operation)
-            await self.repo.update_request(request_id, "running", params=request.summary(), engine=engine.name)
+            account = await self.ledger.get_account(account_id)
+            if account is None:
+                raise Forbidden(f"the key's account {account_id} no longer exists")
+            quote = self.prices.quote(request, account.group_name)
+            max_images = key.max_images_in_flight or self.settings.default_max_images_in_flight
+            if max_images:
+                await self.limiter.acquire_images(key.id, request_id, request.num_images, max_images)
+                leased = True
+            await self.ledger.reserve(request_id, account_id, key.id, quote.total_micros, self._reservation_ttl)
+            reserved = True
+            await self.repo.update_request(
+                request_id, "running", params=request.summary(), engine=engine.name, tier=quote.key.tier
+            )
             ctx = EngineContext(
                 request_id=request_id,
                 deadline=time.monotonic() + self.settings.request_timeout_s,
                 pool=self.pool,
             )
-            started = time.perf_counter()
+            engine_started = time.perf_counter()
             self.metrics.images_in_flight.inc(request.num_images)
             try:
                 result = await engine.run(request, ctx)
             finally:
                 self.metrics.images_in_flight.dec(request.num_images)
             # engines that know their wait time (the relay) report it; for the rest all of it is engine time
-            engine_seconds = ctx.engine_seconds or (time.perf_counter() - started)
+            engine_seconds = ctx.engine_seconds or (time.perf_counter() - engine_started)
             if isinstance(result, DescribeResult):
                 if not result.descriptions:
                     raise UpstreamFailed(f"engine {engine.name} returned no description")
-                await self.repo.update_request(request_id, "done", status_code=200)
-                return Outcome(operation, descriptions=result.descriptions, engine_seconds=engine_seconds)
-            images = await self._store(request_id, operation, result)
-            delivered = sum(1 for i in images if i.url is not None)
-            await self.repo.update_request(request_id, "done", images=delivered, status_code=200)
-            return Outcome(operation, images=images, engine_seconds=engine_seconds)
+                delivered, outcome = 1, Outcome(operation, descriptions=result.descriptions)
+            else:
+                images = await self._store(request_id, operation, result)
+                delivered = sum(1 for i in images if i.url is not None)
+                outcome = Outcome(operation, images=images)
+            outcome.engine_seconds = engine_seconds
+            await self.ledger.settle(request_id, quote.charge_for(delivered))
+            reserved = False
+            await self.repo.update_request(
+                request_id, "done", images=delivered, status_code=200, channel=ctx.channel,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+            return outcome
         except BaseException as exc:
             status = exc.status if isinstance(exc, IdeohubError) else 500
             error = exc.detail if isinstance(exc, IdeohubError) else f"{exc.__class__.__name__}: internal error"
             try:
-                await self.repo.update_request(request_id, "failed", status_code=status, error=error)
-            except Exception:  # the record must not mask the original error
+                if reserved:
+                    await self.ledger.refund(request_id)
+                await self.repo.update_request(
+                    request_id, "failed", status_code=status, error=error,
+                    channel=ctx.channel if ctx else None, latency_ms=(time.perf_counter() - started) * 1000,
+                )
+            except Exception:  # the record must not mask the original error; the sweeper releases the money
                 log.exception("could not record the failure of request %s", request_id)
             raise
+        finally:
+            if leased:
+                await self.limiter.release_images(key.id, request_id)
+            if ctx is not None and ctx.attempts and quote is not None:
+                await self._record_attempts(request_id, ctx, quote)
+
+    async def _record_attempts(self, request_id: str, ctx: EngineContext, quote: Quote) -> None:
+        """One usage row per upstream attempt, with what it may have cost us: the channel's
+        cost multiplier × the list price of the images it produced (a timed-out attempt is
+        counted as if it produced them all, since the upstream may still bill it)."""
+        base = self.prices.base_micros(quote.key)
+        rows = []
+        for a in ctx.attempts:
+            units = (1 if a.images else 0) if quote.key.operation in PER_INPUT else a.images
+            rows.append((a, round(base * units * a.cost_multiplier)))
+        try:
+            await self.repo.add_attempts(request_id, rows)
+        except Exception:
+            log.exception("could not record upstream attempts of %s", request_id)
 
     def check_prompt(self, request: CanonicalRequest) -> None:
         prompt = (request.prompt_text or "").lower()
@@ -165,8 +231,13 @@ class Service:
         return delivered
 
     async def sweep(self, now: datetime | None = None) -> int:
-        """Delete expired images (file and row); returns how many."""
+        """Delete expired images (file and row), release abandoned reservations, drop usage past
+        its retention; returns how many images were deleted."""
         now = now or utcnow()
+        released = await self.ledger.release_expired(now)
+        if released:
+            log.warning('{"sweeper": "released abandoned reservations", "count": %d}', released)
+        await self.repo.delete_usage_before(now - timedelta(days=self.settings.usage_retention_days))
         total = 0
         while True:
             expired = await self.repo.expired_images(now)

@@ -25,7 +25,10 @@ from ..config import Secrets, Settings
 from ..domain.errors import IdeohubError, NotFound
 from ..engines.base import WorkerPool
 from ..engines.registry import ConfigError, EngineResources, build_engines
+from ..domain.prices import PriceError, PriceTable
+from ..gate.limits import MemoryLimiter
 from ..observability import Metrics
+from ..store.ledger import Ledger
 from ..media.decode import ImageLimits
 from ..media.signing import UrlSigner
 from ..media.storage import LocalStorage, Storage
@@ -66,11 +69,27 @@ async def open_state(settings: Settings, engines: dict | None = None) -> AppStat
     storage = LocalStorage(settings.images_dir)
     signer = UrlSigner(secrets.signing_keys, secrets.active_kid, settings.base_url, settings.url_ttl_s)
     pool = WorkerPool(settings.workers, settings.queue_size)
+    try:
+        prices = PriceTable.load(overrides=settings.prices, groups=settings.groups)
+    except PriceError as exc:
+        raise ConfigError(str(exc)) from None
+    limiter = make_limiter(settings)
     if engines is None:
         engines = build_engines(EngineResources(settings, metrics, repo.session, secrets))
-    service = Service(settings, repo, storage, signer, engines, pool, metrics)
+    service = Service(settings, repo, storage, signer, engines, pool, metrics,
+                      ledger=Ledger(repo.session), prices=prices, limiter=limiter)
     limits = ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_input_pixels)
     return AppState(settings, repo, storage, signer, service, pool, limits, metrics)
+
+
+def make_limiter(settings: Settings):  # type: ignore[no-untyped-def]
+    """Per-process limits by default; shared through Redis when ``redis_url`` is set."""
+    lease_s = settings.request_timeout_s + settings.reservation_grace_s
+    if settings.redis_url:
+        from ..gate.redis import RedisLimiter
+
+        return RedisLimiter(settings.redis_url, lease_s=lease_s)
+    return MemoryLimiter(lease_s=lease_s)
 
 
 async def upsert_config_channels(settings: Settings, repo: Repository, secrets: Secrets) -> None:
@@ -103,6 +122,7 @@ def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
             for engine in {id(e): e for e in state.service.engines.values()}.values():
                 if hasattr(engine, "aclose"):
                     await engine.aclose()
+            await state.service.limiter.aclose()
             await state.repo.close()
 
     app = FastAPI(
@@ -148,7 +168,7 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
                 request.state.prompt = parsed.prompt_text
             return parsed
 
-        outcome = await state.service.handle(endpoint.operation, parse, key.id, request.state.request_id)
+        outcome = await state.service.handle(endpoint.operation, parse, key, request.state.request_id)
         request.state.engine_seconds = outcome.engine_seconds
         return JSONResponse(render(outcome))
 

@@ -60,6 +60,11 @@ class Unauthorized(IdeohubError):
     title = "Unauthorized"
 
 
+class Forbidden(IdeohubError):
+    status = 403
+    title = "Forbidden"
+
+
 class PaymentRequired(IdeohubError):
     status = 402
     title = "Payment Required"

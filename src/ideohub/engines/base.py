@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..domain.errors import Busy, DeadlineExceeded
@@ -39,11 +39,25 @@ T = TypeVar("T")
 
 
 @dataclass
+class Attempt:
+    """One call to an upstream, for the usage record and cost reconciliation."""
+
+    channel: str
+    outcome: str  # ok, failed, auth, timeout, rejected, download_failed
+    status_code: int | None
+    latency_s: float
+    images: int = 0  # images the upstream produced (what it may bill for)
+    cost_multiplier: float = 1.0
+
+
+@dataclass
 class EngineContext:
     request_id: str
     deadline: float  # time.monotonic() by which the result must be ready
     pool: "WorkerPool"
     engine_seconds: float = 0.0  # time spent waiting on engines/upstreams (for the overhead header)
+    attempts: list[Attempt] = field(default_factory=list)
+    channel: str | None = None  # the upstream that produced the result, if any
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

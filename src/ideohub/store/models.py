@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -23,6 +23,13 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise a key in listings
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), nullable=True, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    allowed_operations: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every operation
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)  # requests per minute; None: no limit
+    max_images_in_flight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    spend_cap_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    committed_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # settled spend + open reservations
 
 
 class RequestRecord(Base):
@@ -42,6 +49,11 @@ class RequestRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    account_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    tier: Mapped[str | None] = mapped_column(String(32), nullable=True)  # model or rendering speed
+    price_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # what was charged
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class StoredImage(Base):
@@ -82,6 +94,68 @@ class ChannelRow(Base):
     connect_timeout_s: Mapped[float] = mapped_column(Float, default=10.0)
     timeout_s: Mapped[float] = mapped_column(Float, default=180.0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    cost_multiplier: Mapped[float] = mapped_column(Float, default=1.0)
     source: Mapped[str] = mapped_column(String(16), default="cli")  # "config" rows are upserted at start-up
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Account(Base):
+    """Prepaid balance in integer micro-dollars. ``unlimited`` accounts are never refused for
+    credit (the embedded default account); their balance still records what they spent."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    group_name: Mapped[str] = mapped_column(String(64), default="default")
+    balance_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    unlimited: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Reservation(Base):
+    """Money held for one request: held → settled | refunded | released (by the sweeper)."""
+
+    __tablename__ = "reservations"
+
+    request_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerEntry(Base):
+    """Append-only: every movement of a balance, written in the same transaction as the balance."""
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UpstreamAttempt(Base):
+    """One call to an upstream channel, with what it cost us (even when it failed, since a
+    timed-out upstream may still bill)."""
+
+    __tablename__ = "upstream_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(40), index=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(24))
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

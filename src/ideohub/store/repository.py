@@ -12,13 +12,18 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .db import create_engine_async, sessionmaker_for
-from .models import ApiKey, RequestRecord, StoredImage
+from .models import ApiKey, RequestRecord, StoredImage, UpstreamAttempt
 
 KEY_PREFIX = "ih_"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def new_id(kind: str) -> str:
@@ -50,7 +55,18 @@ class Repository:
 
     # ------------------------------------------------------------ keys
 
-    async def create_key(self, name: str = "") -> tuple[ApiKey, str]:
+    async def create_key(
+        self,
+        name: str = "",
+        *,
+        account_id: str = "acct_default",
+        rpm: int | None = None,
+        max_images_in_flight: int | None = None,
+        expires_at: datetime | None = None,
+        allowed_operations: list[str] | None = None,
+        spend_cap_micros: int | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key; without an account it belongs to the default account (unlimited credit)."""
         plaintext = generate_key()
         row = ApiKey(
             id=new_id("key"),
@@ -58,6 +74,13 @@ class Repository:
             key_hash=hash_key(self._pepper, plaintext),
             prefix=plaintext[:10],
             created_at=utcnow(),
+            account_id=account_id,
+            rpm=rpm,
+            max_images_in_flight=max_images_in_flight,
+            expires_at=expires_at,
+            allowed_operations=allowed_operations,
+            spend_cap_micros=spend_cap_micros,
+            committed_micros=0,
         )
         async with self.session.begin() as s:
             s.add(row)
@@ -82,17 +105,21 @@ class Repository:
             row = await s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
             return None
+        if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
+            return None
         return row
 
     # ------------------------------------------------------------ request record
 
-    async def start_request(self, request_id: str, key_id: str | None, operation: str) -> None:
+    async def start_request(
+        self, request_id: str, key_id: str | None, operation: str, account_id: str | None = None
+    ) -> None:
         now = utcnow()
         async with self.session.begin() as s:
             s.add(
                 RequestRecord(
                     id=request_id, key_id=key_id, operation=operation, params={}, state="received",
-                    created_at=now, updated_at=now,
+                    created_at=now, updated_at=now, account_id=account_id, price_micros=0,
                 )
             )
 
@@ -108,6 +135,26 @@ class Repository:
     async def get_request(self, request_id: str) -> RequestRecord | None:
         async with self.session() as s:
             return await s.get(RequestRecord, request_id)
+
+    async def add_attempts(self, request_id: str, rows: list[tuple[Any, int]]) -> None:
+        """Usage rows for upstream attempts: (engines.base.Attempt, cost in micros)."""
+        now = utcnow()
+        async with self.session.begin() as s:
+            s.add_all(
+                UpstreamAttempt(
+                    request_id=request_id, channel=a.channel, outcome=a.outcome, status_code=a.status_code,
+                    latency_ms=a.latency_s * 1000, images=a.images, cost_micros=cost, created_at=now,
+                )
+                for a, cost in rows
+            )
+
+    async def delete_usage_before(self, cutoff: datetime) -> None:
+        """Retention: usage older than the cutoff goes (the ledger is kept: it is the money's history)."""
+        async with self.session.begin() as s:
+            await s.execute(delete(UpstreamAttempt).where(UpstreamAttempt.created_at < cutoff))
+            old = select(RequestRecord.id).where(RequestRecord.created_at < cutoff)
+            await s.execute(delete(StoredImage).where(StoredImage.request_id.in_(old)))
+            await s.execute(delete(RequestRecord).where(RequestRecord.created_at < cutoff))
 
     # ------------------------------------------------------------ images
 

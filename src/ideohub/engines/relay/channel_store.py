@@ -27,6 +27,7 @@ class ChannelStore:
             models=frozenset(row.models) if row.models is not None else None,
             priority=row.priority, weight=row.weight, max_in_flight=row.max_in_flight,
             connect_timeout_s=row.connect_timeout_s, timeout_s=row.timeout_s, enabled=row.enabled,
+            cost_multiplier=row.cost_multiplier,
         )
 
     async def upsert(self, ch: Channel, source: str = "cli") -> None:
@@ -38,7 +39,7 @@ class ChannelStore:
             models=sorted(ch.models) if ch.models is not None else None,
             priority=ch.priority, weight=ch.weight, max_in_flight=ch.max_in_flight,
             connect_timeout_s=ch.connect_timeout_s, timeout_s=ch.timeout_s, enabled=ch.enabled,
-            source=source, updated_at=now,
+            cost_multiplier=ch.cost_multiplier, source=source, updated_at=now,
         )
         async with self.session.begin() as s:
             row = await s.get(ChannelRow, ch.name)

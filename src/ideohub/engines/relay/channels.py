@@ -53,6 +53,7 @@ class Channel:
     connect_timeout_s: float = 10.0
     timeout_s: float = 180.0
     enabled: bool = True
+    cost_multiplier: float = 1.0  # what this upstream charges us, relative to the list price table
 
     def __post_init__(self) -> None:
         self.kind = ChannelKind(self.kind)
@@ -96,7 +97,7 @@ class Channel:
             "operations": sorted(o.value for o in self.operations) if self.operations is not None else None,
             "models": sorted(self.models) if self.models is not None else None,
             "priority": self.priority, "weight": self.weight, "max_in_flight": self.max_in_flight,
-            "timeout_s": self.timeout_s, "enabled": self.enabled,
+            "timeout_s": self.timeout_s, "enabled": self.enabled, "cost_multiplier": self.cost_multiplier,
         }
 
 

@@ -29,7 +29,7 @@ from ...domain.errors import EngineUnavailable, IdeohubError, RateLimited, Safet
 from ...domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
 from ...media.decode import sniff_media_type
 from ...observability import Metrics
-from ..base import EngineContext
+from ..base import Attempt, EngineContext
 from .channels import Channel
 from .router import NoChannel, Outcome, Router
 from .wire import MalformedResponse, UpstreamImage, parse_descriptions, parse_images, tier_of, to_wire
@@ -51,17 +51,25 @@ class UpstreamRejected(IdeohubError):
 
 class _Retryable(Exception):
     def __init__(
-        self, reason: str, outcome: Outcome = Outcome.FAILED, retry_after: float | None = None, throttled: bool = False
+        self,
+        reason: str,
+        outcome: Outcome = Outcome.FAILED,
+        retry_after: float | None = None,
+        throttled: bool = False,
+        status: int | None = None,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.outcome = outcome
         self.retry_after = retry_after
         self.throttled = throttled
+        self.status = status
+        self.timed_out = timed_out
 
 
 class DownloadFailed(Exception):
-    pass
+    produced = 0  # images the upstream generated (and may bill) before the download failed
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -181,9 +189,18 @@ class RelayEngine:
                 raise UpstreamFailed("every upstream channel failed: " + "; ".join(failures))
             tried.add(channel.name)
             self.metrics.channel_in_flight.labels(channel.name).inc()
+            attempt_started = time.perf_counter()
+
+            def record(outcome: str, status: int | None, images: int) -> None:
+                ctx.attempts.append(Attempt(channel.name, outcome, status, time.perf_counter() - attempt_started,
+                                            images, channel.cost_multiplier))
+
             try:
                 result = await self._attempt(channel, request, ctx)
             except _Retryable as exc:
+                # a timed-out upstream may still generate (and bill) the images
+                record("timeout" if exc.timed_out else exc.outcome.value, exc.status,
+                       request.num_images if exc.timed_out else 0)
                 self.router.release(channel, exc.outcome, exc.retry_after)
                 self.metrics.upstream_attempts.labels(channel.name, exc.outcome.value).inc()
                 self.metrics.channel_cooldown.labels(channel.name).set(1)
@@ -195,19 +212,25 @@ class RelayEngine:
                 if ctx.remaining() <= 0:
                     raise UpstreamFailed("deadline reached; " + "; ".join(failures)) from None
                 continue
-            except (UpstreamRejected, SafetyRejected):
+            except (UpstreamRejected, SafetyRejected) as exc:
+                record("rejected", exc.status, 0)
                 self.router.release(channel, Outcome.OK)
                 self.metrics.upstream_attempts.labels(channel.name, "rejected").inc()
                 raise
             except DownloadFailed as exc:
+                record("download_failed", 200, exc.produced)
                 self.router.release(channel, Outcome.OK)
                 self.metrics.upstream_attempts.labels(channel.name, "download_failed").inc()
                 raise UpstreamFailed(f"{channel.name}: could not download the generated images: {exc}") from None
             except BaseException:
+                record("error", None, 0)
                 self.router.release(channel, Outcome.FAILED)
                 raise
             finally:
                 self.metrics.channel_in_flight.labels(channel.name).dec()
+            produced = len(result.images) if isinstance(result, ImageResult) else 1
+            record("ok", 200, produced)
+            ctx.channel = channel.name
             self.router.release(channel, Outcome.OK)
             self.metrics.upstream_attempts.labels(channel.name, "ok").inc()
             self.metrics.channel_cooldown.labels(channel.name).set(0)
@@ -225,7 +248,7 @@ class RelayEngine:
                 **wire.httpx_kwargs(),
             )
         except httpx.TimeoutException:
-            raise _Retryable(f"timed out after {timeout:.0f}s") from None
+            raise _Retryable(f"timed out after {timeout:.0f}s", timed_out=True) from None
         except httpx.HTTPError as exc:
             raise _Retryable(f"connection error ({exc.__class__.__name__})") from None
         finally:
@@ -234,24 +257,29 @@ class RelayEngine:
             self.metrics.upstream_latency.labels(channel.name).observe(elapsed)
         status = response.status_code
         if status in (401, 402, 403):
-            raise _Retryable(f"upstream answered {status} (key rejected or out of credit)", Outcome.AUTH)
+            raise _Retryable(f"upstream answered {status} (key rejected or out of credit)", Outcome.AUTH, status=status)
         if status in (408, 429) or status >= 500:
-            raise _Retryable(f"upstream answered {status}", retry_after=_retry_after(response), throttled=status == 429)
+            raise _Retryable(f"upstream answered {status}", retry_after=_retry_after(response), throttled=status == 429,
+                             status=status)
         if status == 422:
             raise SafetyRejected(_upstream_message(response))
         if 400 <= status < 500 and status != 404:
             raise UpstreamRejected(400 if status not in (413, 415) else status,
                                    f"the upstream rejected the request: {_upstream_message(response)}")
         if status != 200:
-            raise _Retryable(f"upstream answered {status}")
+            raise _Retryable(f"upstream answered {status}", status=status)
         try:
             body = response.json()
             if request.operation is Operation.DESCRIBE:
                 return DescribeResult(parse_descriptions(body))
             items = parse_images(body)
         except (ValueError, MalformedResponse) as exc:
-            raise _Retryable(f"malformed response ({exc})") from None
-        return ImageResult(await self._download_all(channel, items, ctx))
+            raise _Retryable(f"malformed response ({exc})", status=status) from None
+        try:
+            return ImageResult(await self._download_all(channel, items, ctx))
+        except DownloadFailed as exc:
+            exc.produced = len(items)
+            raise
 
     async def _download_all(self, channel: Channel, items: list[UpstreamImage], ctx: EngineContext) -> list[ImageOutput]:
         started = time.perf_counter()

@@ -1,0 +1,190 @@
+"""The one price table: what a request costs, in integer micro-dollars.
+
+Keyed by operation × tier (legacy model, or V3 rendering speed) × character reference ×
+upscale factor. Generation operations are priced per output image; upscale and describe per
+input image. Every combination the API accepts must have a price: a gap is a start-up
+error, never a silent $0. Accounts belong to a group; a group multiplies prices.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from .enums import EDIT_MODELS, Model, RenderingSpeed, UpscaleFactor
+from .operations import CanonicalRequest, Operation
+
+DEFAULT_PRICES = Path(__file__).with_name("prices.toml")
+MICROS = 1_000_000
+PER_INPUT = frozenset({Operation.UPSCALE, Operation.DESCRIBE})
+_CHARACTER_OPS = frozenset({Operation.V3_GENERATE, Operation.V3_REMIX, Operation.V3_EDIT, Operation.V3_INPAINT})
+
+
+class PriceError(ValueError):
+    pass
+
+
+def usd_to_micros(value: Any) -> int:
+    """Exact: ``0.025`` → 25000. Floats go through their shortest repr, never binary noise."""
+    amount = Decimal(str(value))
+    if amount < 0:
+        raise PriceError(f"price {value} is negative")
+    micros = (amount * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(micros)
+
+
+def micros_to_usd(micros: int) -> str:
+    return str((Decimal(micros) / MICROS).quantize(Decimal("0.000001")).normalize()) if micros else "0"
+
+
+@dataclass(frozen=True)
+class PriceKey:
+    operation: Operation
+    tier: str  # legacy model, V3 speed, or "*"
+    character_reference: bool = False
+    upscale_factor: str = "X1"
+
+    def __str__(self) -> str:
+        extra = ".character_reference" if self.character_reference else ""
+        extra += f".{self.upscale_factor}" if self.upscale_factor != "X1" else ""
+        return f"{self.operation.value}{extra}.{self.tier}"
+
+
+@dataclass(frozen=True)
+class Quote:
+    key: PriceKey
+    unit_micros: int  # after the group multiplier
+    units: int  # output images, or 1 per input image
+
+    @property
+    def total_micros(self) -> int:
+        return self.unit_micros * self.units
+
+    def charge_for(self, delivered: int) -> int:
+        """What ``delivered`` images cost: per image for generation, the flat fee for an
+        input-priced operation once anything was delivered."""
+        if delivered <= 0:
+            return 0
+        if self.key.operation in PER_INPUT:
+            return self.unit_micros
+        return self.unit_micros * min(delivered, self.units)
+
+
+def accepted_keys() -> list[PriceKey]:
+    """Every (operation, tier, character reference, upscale factor) the API accepts."""
+    legacy_models = [m.value for m in Model]
+    speeds = [s.value for s in RenderingSpeed]
+    keys: list[PriceKey] = []
+    for op in Operation:
+        if op in PER_INPUT:
+            keys.append(PriceKey(op, "*"))
+            continue
+        if op is Operation.EDIT:
+            tiers = sorted(m.value for m in EDIT_MODELS)
+        elif op.is_v3:
+            tiers = speeds
+        else:
+            tiers = legacy_models
+        for tier in tiers:
+            keys.append(PriceKey(op, tier))
+            if op in _CHARACTER_OPS:
+                keys.append(PriceKey(op, tier, character_reference=True))
+            if op is Operation.V3_GENERATE_TRANSPARENT:
+                keys.extend(PriceKey(op, tier, upscale_factor=f.value) for f in UpscaleFactor if f.value != "X1")
+    return keys
+
+
+def key_for(request: CanonicalRequest) -> PriceKey:
+    op = request.operation
+    if op in PER_INPUT:
+        return PriceKey(op, "*")
+    model = getattr(request, "model", None)
+    tier = model.value if model is not None else request.rendering_speed.value  # type: ignore[attr-defined]
+    return PriceKey(
+        op,
+        tier,
+        character_reference=bool(getattr(request, "character_reference_images", None)),
+        upscale_factor=getattr(getattr(request, "upscale_factor", None), "value", "X1"),
+    )
+
+
+class PriceTable:
+    def __init__(self, prices: dict[PriceKey, int], groups: dict[str, Decimal] | None = None) -> None:
+        self.prices = prices
+        self.groups = groups or {"default": Decimal(1)}
+
+    @classmethod
+    def load(
+        cls,
+        path: Path = DEFAULT_PRICES,
+        overrides: dict[str, Any] | None = None,
+        groups: dict[str, Any] | None = None,
+    ) -> "PriceTable":
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+        for op_name, entries in (overrides or {}).items():  # operator overrides, same shape
+            merged = table.setdefault(op_name, {})
+            for k, v in entries.items():
+                if isinstance(v, dict):
+                    merged.setdefault(k, {}).update(v)
+                else:
+                    merged[k] = v
+        prices: dict[PriceKey, int] = {}
+        for op_name, entries in table.items():
+            try:
+                op = Operation(op_name)
+            except ValueError:
+                raise PriceError(f"prices: unknown operation {op_name!r}") from None
+            for k, v in entries.items():
+                if isinstance(v, dict):
+                    char = k == "character_reference"
+                    factor = "X1" if char else k
+                    if not char and factor not in UpscaleFactor._value2member_map_:
+                        raise PriceError(f"prices.{op_name}.{k}: expected character_reference, X2 or X4")
+                    for tier, price in v.items():
+                        prices[PriceKey(op, tier, char, factor)] = usd_to_micros(price)
+                else:
+                    prices[PriceKey(op, k)] = usd_to_micros(v)
+        multipliers = {"default": Decimal(1)}
+        for name, factor in (groups or {}).items():
+            d = Decimal(str(factor))
+            if d < 0:
+                raise PriceError(f"groups.{name}: multiplier must not be negative")
+            multipliers[name] = d
+        result = cls(prices, multipliers)
+        result.check_complete()
+        return result
+
+    def check_complete(self) -> None:
+        missing = [str(k) for k in accepted_keys() if self._lookup(k) is None]
+        if missing:
+            raise PriceError(f"the price table has no price for: {', '.join(missing[:20])}"
+                             + (f" and {len(missing) - 20} more" if len(missing) > 20 else ""))
+
+    def _lookup(self, key: PriceKey) -> int | None:
+        found = self.prices.get(key)
+        if found is None:
+            found = self.prices.get(PriceKey(key.operation, "*", key.character_reference, key.upscale_factor))
+        return found
+
+    def base_micros(self, key: PriceKey) -> int:
+        """The list price of one unit, before any group multiplier."""
+        found = self._lookup(key)
+        if found is None:
+            raise PriceError(f"no price for {key}")
+        return found
+
+    def quote(self, request: CanonicalRequest, group: str = "default") -> Quote:
+        key = key_for(request)
+        base = self._lookup(key)
+        if base is None:  # check_complete makes this unreachable for accepted requests
+            raise PriceError(f"no price for {key}")
+        multiplier = self.groups.get(group)
+        if multiplier is None:
+            raise PriceError(f"account group {group!r} is not configured")
+        unit = int((Decimal(base) * multiplier).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        units = 1 if request.operation in PER_INPUT else request.num_images
+        return Quote(key, unit, units)

@@ -1,0 +1,78 @@
+"""Per-key limits: requests per minute (GCRA) and images in flight, answered with 429 and
+``Retry-After``. ``MemoryLimiter`` serves one process; ``RedisLimiter`` (``gate.redis``)
+shares the same semantics across every process on one Redis.
+
+GCRA: each key has a theoretical arrival time (TAT). A request is allowed when
+``TAT - now <= 60 s - 60/rpm`` (so a burst of ``rpm`` requests fits in a minute, and then one
+every ``60/rpm`` seconds); allowing it moves TAT forward by ``60/rpm``.
+
+Images in flight are leases (request id → images) that expire after ``lease_s``, so a crashed
+process cannot hold a key's capacity for ever.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Protocol
+
+from ..domain.errors import RateLimited
+
+WINDOW_S = 60.0
+
+
+class Limiter(Protocol):
+    async def hit(self, key_id: str, rpm: int) -> None:
+        """Count one request; raise ``RateLimited`` when over ``rpm``."""
+        ...
+
+    async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:
+        """Take ``images`` of the key's ``limit``; raise ``RateLimited`` when it would exceed it."""
+        ...
+
+    async def release_images(self, key_id: str, lease_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def gcra_decide(tat: float, now: float, rpm: int) -> tuple[bool, float, float]:
+    """(allowed, new TAT, retry-after seconds) for one request."""
+    interval = WINDOW_S / rpm
+    tat = max(tat, now)
+    allow_at = tat - (WINDOW_S - interval)
+    if now < allow_at:
+        return False, tat, allow_at - now
+    return True, tat + interval, 0.0
+
+
+class MemoryLimiter:
+    def __init__(self, lease_s: float = 900.0, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        self._tat: dict[str, float] = {}
+        self._leases: dict[str, dict[str, tuple[int, float]]] = {}
+        self.lease_s = lease_s
+        self.clock = clock
+
+    async def hit(self, key_id: str, rpm: int) -> None:
+        now = self.clock()
+        allowed, tat, retry = gcra_decide(self._tat.get(key_id, now), now, rpm)
+        if not allowed:
+            raise RateLimited(f"this key is limited to {rpm} requests per minute", math.ceil(retry))
+        self._tat[key_id] = tat
+
+    async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:
+        now = self.clock()
+        leases = {k: v for k, v in self._leases.get(key_id, {}).items() if v[1] > now}
+        used = sum(n for n, _exp in leases.values())
+        if used + images > limit:
+            raise RateLimited(
+                f"this key may have {limit} images in flight; {used} are in flight and this request asks for {images}",
+                1,
+            )
+        leases[lease_id] = (images, now + self.lease_s)
+        self._leases[key_id] = leases
+
+    async def release_images(self, key_id: str, lease_id: str) -> None:
+        self._leases.get(key_id, {}).pop(lease_id, None)
+
+    async def aclose(self) -> None:
+        return None

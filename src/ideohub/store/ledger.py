@@ -1,0 +1,170 @@
+"""Accounts and money: top-ups, reserve → settle | refund | release, each exactly once.
+
+Every movement is an append-only ledger row written in the same transaction as the balance
+it moves. Correct under concurrency on SQLite and PostgreSQL alike because every check is
+part of the statement that changes the row (``UPDATE … WHERE balance >= amount RETURNING``):
+the database serialises writers on the row, there is no read-then-write window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from ..domain.errors import NotFound, PaymentRequired
+from ..domain.prices import micros_to_usd
+from .models import Account, ApiKey, LedgerEntry, RequestRecord, Reservation
+from .repository import new_id, utcnow
+
+DEFAULT_ACCOUNT = "acct_default"
+
+
+class Ledger:
+    def __init__(self, session: async_sessionmaker) -> None:
+        self.session = session
+
+    # ------------------------------------------------------------ accounts
+
+    async def create_account(self, name: str, group: str = "default", unlimited: bool = False) -> Account:
+        row = Account(id=new_id("acct"), name=name, group_name=group, balance_micros=0, unlimited=unlimited,
+                      created_at=utcnow())
+        async with self.session.begin() as s:
+            s.add(row)
+        return row
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self.session() as s:
+            return await s.get(Account, account_id)
+
+    async def list_accounts(self) -> list[Account]:
+        async with self.session() as s:
+            return list((await s.scalars(select(Account).order_by(Account.created_at))).all())
+
+    async def topup(self, account_id: str, micros: int, note: str | None = None) -> int:
+        """Add (or, negative, remove) credit; returns the new balance."""
+        async with self.session.begin() as s:
+            balance = await s.scalar(
+                update(Account).where(Account.id == account_id)
+                .values(balance_micros=Account.balance_micros + micros).returning(Account.balance_micros)
+            )
+            if balance is None:
+                raise NotFound(f"no account {account_id}")
+            s.add(self._entry(account_id, None, None, "topup", micros, balance, note))
+        return balance
+
+    # ------------------------------------------------------------ requests
+
+    async def reserve(
+        self, request_id: str, account_id: str, key_id: str | None, amount: int, ttl: timedelta
+    ) -> int:
+        """Hold ``amount`` before any work; 402 if the balance or the key's cap cannot cover it."""
+        async with self.session.begin() as s:
+            balance = await s.scalar(
+                update(Account)
+                .where(Account.id == account_id, or_(Account.unlimited.is_(True), Account.balance_micros >= amount))
+                .values(balance_micros=Account.balance_micros - amount)
+                .returning(Account.balance_micros)
+            )
+            if balance is None:
+                have = await s.scalar(select(Account.balance_micros).where(Account.id == account_id))
+                if have is None:
+                    raise NotFound(f"the key's account {account_id} does not exist")
+                raise PaymentRequired(
+                    f"insufficient balance: this request costs ${micros_to_usd(amount)}, "
+                    f"the account has ${micros_to_usd(have)}"
+                )
+            if key_id is not None:
+                committed = await s.scalar(
+                    update(ApiKey)
+                    .where(ApiKey.id == key_id, or_(ApiKey.spend_cap_micros.is_(None),
+                                                    ApiKey.committed_micros + amount <= ApiKey.spend_cap_micros))
+                    .values(committed_micros=ApiKey.committed_micros + amount)
+                    .returning(ApiKey.committed_micros)
+                )
+                if committed is None:
+                    raise PaymentRequired("this key's spending cap would be exceeded by this request")  # rolls back
+            now = utcnow()
+            s.add(Reservation(request_id=request_id, account_id=account_id, key_id=key_id, amount_micros=amount,
+                              state="held", created_at=now, expires_at=now + ttl))
+            s.add(self._entry(account_id, key_id, request_id, "reserve", -amount, balance))
+        return balance
+
+    async def settle(self, request_id: str, charge: int) -> bool:
+        """Charge ``charge`` (≤ the reservation) and return the rest. False if the reservation
+        was already settled, refunded or released: nothing moves twice."""
+        return await self._close(request_id, "settled", charge)
+
+    async def refund(self, request_id: str) -> bool:
+        return await self._close(request_id, "refunded", 0)
+
+    async def release_expired(self, now: datetime | None = None) -> int:
+        """The sweeper: reservations left behind by a crashed process go back to their account."""
+        now = now or utcnow()
+        async with self.session() as s:
+            stale = (await s.scalars(
+                select(Reservation.request_id).where(Reservation.state == "held", Reservation.expires_at < now)
+            )).all()
+        released = 0
+        for request_id in stale:
+            if await self._close(request_id, "released", 0):
+                released += 1
+                async with self.session.begin() as s:
+                    await s.execute(
+                        update(RequestRecord)
+                        .where(RequestRecord.id == request_id, RequestRecord.state.notin_(("done", "failed")))
+                        .values(state="failed", error="abandoned (the process handling it stopped)",
+                                updated_at=now, finished_at=now)
+                    )
+        return released
+
+    async def _close(self, request_id: str, state: str, charge: int) -> bool:
+        async with self.session.begin() as s:
+            row = (await s.execute(
+                update(Reservation)
+                .where(Reservation.request_id == request_id, Reservation.state == "held")
+                .values(state=state)
+                .returning(Reservation.account_id, Reservation.key_id, Reservation.amount_micros)
+            )).first()
+            if row is None:
+                return False
+            account_id, key_id, amount = row
+            charge = max(0, min(charge, amount))
+            back = amount - charge
+            balance = await s.scalar(
+                update(Account).where(Account.id == account_id)
+                .values(balance_micros=Account.balance_micros + back).returning(Account.balance_micros)
+            )
+            if key_id is not None and back:
+                await s.execute(
+                    update(ApiKey).where(ApiKey.id == key_id).values(committed_micros=ApiKey.committed_micros - back)
+                )
+            kind = {"settled": "settle", "refunded": "refund", "released": "release"}[state]
+            note = f"charged {charge}" if state == "settled" else None
+            s.add(self._entry(account_id, key_id, request_id, kind, back, balance, note))
+            await s.execute(update(RequestRecord).where(RequestRecord.id == request_id).values(price_micros=charge))
+        return True
+
+    # ------------------------------------------------------------ reading
+
+    async def ledger_sum(self, account_id: str) -> int:
+        async with self.session() as s:
+            return int(await s.scalar(
+                select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id)
+            ) or 0)
+
+    async def charged(self, account_id: str) -> int:
+        """Total charged to an account: what reservations held minus what came back."""
+        async with self.session() as s:
+            q = select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
+                and_(LedgerEntry.account_id == account_id, LedgerEntry.kind != "topup")
+            )
+            return -int(await s.scalar(q) or 0)
+
+    @staticmethod
+    def _entry(account_id: str, key_id: str | None, request_id: str | None, kind: str, amount: int, balance: int,
+               note: str | None = None) -> LedgerEntry:
+        return LedgerEntry(account_id=account_id, key_id=key_id, request_id=request_id, kind=kind,
+                           amount_micros=amount, balance_after=balance, note=note, created_at=utcnow())
+
