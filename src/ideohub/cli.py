@@ -28,6 +28,8 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 channels_app = typer.Typer(help="Upstream channels for the relay engine (take effect on running servers within a second).",
                            no_args_is_help=True)
+accounts_app = typer.Typer(help="Prepaid accounts.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
 app.add_typer(db_app, name="db")
@@ -99,14 +101,151 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key")] = "",
+    account: Annotated[str | None, typer.Option("--account", help="Account id (default: the unlimited default account)")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, help="Requests per minute")] = None,
+    max_images: Annotated[int | None, typer.Option("--max-images-in-flight", min=1, help="Concurrent images")] = None,
+    expires_in_days: Annotated[float | None, typer.Option("--expires-in-days", help="Expiry")] = None,
+    operations: Annotated[str | None, typer.Option("--operations", help="Allowed, comma-separated")] = None,
+    spend_cap: Annotated[str | None, typer.Option("--spend-cap", help="Most this key may spend, USD")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
     """Create an API key; prints it alone on the last line (it is shown only once)."""
+    from datetime import UTC, datetime, timedelta
+
+    from .domain.operations import Operation
+    from .store.ledger import DEFAULT_ACCOUNT, Ledger
+
     settings = _settings(data_dir, config)
-    row, plaintext = _with_repo(settings, lambda repo: repo.create_key(name))
-    err.print(f"created key {row.id} ({row.name or 'unnamed'})")
+    allowed = [o.strip() for o in operations.split(",") if o.strip()] if operations else None
+    for op in allowed or []:
+        if op not in Operation._value2member_map_:
+            err.print(f"[red]unknown operation {op!r}[/red]; known: {', '.join(o.value for o in Operation)}")
+            raise typer.Exit(2)
+
+    async def go(repo: Repository):  # type: ignore[no-untyped-def]
+        account_id = account or DEFAULT_ACCOUNT
+        if await Ledger(repo.session).get_account(account_id) is None:
+            err.print(f"[red]no account {account_id}[/red]")
+            raise typer.Exit(1)
+        return await repo.create_key(
+            name, account_id=account_id,
+            rpm=rpm if rpm is not None else settings.default_rpm,
+            max_images_in_flight=max_images if max_images is not None else settings.default_max_images_in_flight,
+            expires_at=datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None,
+            allowed_operations=allowed, spend_cap_micros=_usd(spend_cap) if spend_cap is not None else None,
+        )
+
+    row, plaintext = _with_repo(settings, go)
+    err.print(f"created key {row.id} ({row.name or 'unnamed'}) for account {row.account_id}")
     print(plaintext)
+
+
+def _usd(text: str) -> int:
+    from .api.admin import parse_usd
+    from .domain.errors import InvalidRequest
+
+    try:
+        return parse_usd(text, "USD")
+    except InvalidRequest as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(2) from None
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    group: Annotated[str, typer.Option("--group", help="Price group (a named multiplier)")] = "default",
+    unlimited: Annotated[bool, typer.Option("--unlimited", help="Never refused for credit")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Create a prepaid account; prints its id alone on the last line."""
+    from .store.ledger import Ledger
+
+    settings = _settings(data_dir, config)
+    if group != "default" and group not in settings.groups:
+        err.print(f"[red]unknown group {group!r}[/red]; configure it under [groups]")
+        raise typer.Exit(2)
+    row = _with_repo(settings, lambda repo: Ledger(repo.session).create_account(name, group, unlimited))
+    err.print(f"created account {row.name}")
+    print(row.id)
+
+
+@accounts_app.command("list")
+def accounts_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """List accounts with their balances."""
+    from .domain.prices import micros_to_usd
+    from .store.ledger import Ledger
+
+    settings = _settings(data_dir, config)
+    rows = _with_repo(settings, lambda repo: Ledger(repo.session).list_accounts())
+    table = Table("id", "name", "group", "balance (USD)", "credit")
+    for a in rows:
+        table.add_row(a.id, a.name, a.group_name, micros_to_usd(a.balance_micros), "unlimited" if a.unlimited else "prepaid")
+    Console(width=160).print(table)
+
+
+@app.command()
+def topup(account_id: str, usd: str, note: Annotated[str | None, typer.Option("--note")] = None,
+          data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Add credit to an account (USD); prints the new balance."""
+    from .domain.errors import NotFound
+    from .domain.prices import micros_to_usd
+    from .store.ledger import Ledger
+
+    settings = _settings(data_dir, config)
+    micros = _usd(usd)
+    try:
+        balance = _with_repo(settings, lambda repo: Ledger(repo.session).topup(account_id, micros, note))
+    except NotFound as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    print(micros_to_usd(balance))
+
+
+@app.command()
+def balance(account_id: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Print an account's balance in USD alone on the last line."""
+    from .domain.prices import micros_to_usd
+    from .store.ledger import Ledger
+
+    settings = _settings(data_dir, config)
+    account = _with_repo(settings, lambda repo: Ledger(repo.session).get_account(account_id))
+    if account is None:
+        err.print(f"[red]no account {account_id}[/red]")
+        raise typer.Exit(1)
+    print(micros_to_usd(account.balance_micros))
+
+
+@app.command()
+def usage(
+    days: Annotated[int, typer.Option("--days", min=1, help="How far back")] = 30,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Per-day, per-key and per-operation totals: requests, images, charged, upstream cost."""
+    from datetime import UTC, datetime, timedelta
+
+    from .domain.prices import micros_to_usd
+    from .store.usage import GROUPINGS, usage_report
+
+    settings = _settings(data_dir, config)
+    since = datetime.now(UTC) - timedelta(days=days)
+
+    async def go(repo: Repository):  # type: ignore[no-untyped-def]
+        return {by: await usage_report(repo.session, since, by) for by in GROUPINGS}
+
+    reports = _with_repo(settings, go)
+    console = Console(width=160)
+    for by, rows in reports.items():
+        table = Table(by, "requests", "images", "charged (USD)", "upstream cost (USD)", "failed", "avg ms",
+                      title=f"usage per {by}, last {days} days")
+        for r in rows:
+            table.add_row(str(r[by]), str(r["requests"]), str(r["images"]), micros_to_usd(r["charged_micros"]),
+                          micros_to_usd(r["upstream_cost_micros"]), str(r["failed"]),
+                          "" if r["avg_latency_ms"] is None else f"{r['avg_latency_ms']:.0f}")
+        console.print(table)
 
 
 @keys_app.command("list")
@@ -114,11 +253,12 @@ def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """List keys (ids and prefixes, never the secrets)."""
     settings = _settings(data_dir, config)
     rows = _with_repo(settings, lambda repo: repo.list_keys())
-    table = Table("id", "name", "prefix", "created", "status")
+    table = Table("id", "name", "prefix", "account", "rpm", "images", "created", "status")
     for r in rows:
-        table.add_row(r.id, r.name, r.prefix + "…", r.created_at.isoformat(timespec="seconds"),
+        table.add_row(r.id, r.name, r.prefix + "…", r.account_id or "", str(r.rpm or "-"),
+                      str(r.max_images_in_flight or "-"), r.created_at.isoformat(timespec="seconds"),
                       "revoked" if r.revoked_at else "active")
-    Console().print(table)
+    Console(width=180).print(table)
 
 
 @keys_app.command("revoke")

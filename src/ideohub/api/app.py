@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import anyio
 from prometheus_client import CONTENT_TYPE_LATEST
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -35,11 +36,12 @@ from ..media.storage import LocalStorage, Storage
 from ..service import Service
 from ..store import db
 from ..store.repository import Repository
+from .admin import router as admin_router
 from .auth import authenticate
 from .dialects import ENDPOINTS, Endpoint, all_paths
 from .dialects.intake import read_fields
 from .middleware import RequestContextMiddleware
-from .problems import http_error_handler, ideohub_error_handler, unhandled_error_handler
+from .problems import http_error_handler, ideohub_error_handler, unhandled_error_handler, validation_error_handler
 from .responses import render
 
 log = logging.getLogger("ideohub.api")
@@ -136,6 +138,7 @@ def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.add_exception_handler(IdeohubError, ideohub_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
 
     for endpoint in ENDPOINTS.values():
@@ -148,6 +151,7 @@ def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
                 name=f"{endpoint.operation.value}:{path}",
                 summary=f"Ideogram {endpoint.path}",
             )
+    app.include_router(admin_router)
     app.add_api_route("/images/{name}", serve_image, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

@@ -45,3 +45,13 @@ async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal error; the request was not completed")
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's body validation (admin API): a 400 problem naming the field and the rule."""
+    errors = getattr(exc, "errors", lambda: [])()
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
+    return problem(400, "; ".join(parts) or "invalid request")

@@ -1,0 +1,209 @@
+"""The admin API (``/admin/*``): accounts, top-ups, keys and usage. Authenticated by its own
+token (``admin_token`` in the config; ``Authorization: Bearer <token>``), never by API keys.
+Disabled (404) when no admin token is configured."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, field_validator
+
+from ..domain.errors import IdeohubError, InvalidRequest, NotFound
+from ..domain.operations import Operation
+from ..domain.prices import micros_to_usd
+from ..store.ledger import DEFAULT_ACCOUNT
+from ..store.models import Account, ApiKey
+from ..store.usage import usage_report
+
+
+class AdminAuthFailed(IdeohubError):
+    status = 401
+    title = "Unauthorized"
+
+
+async def require_admin(request: Request) -> Any:
+    state = request.app.state.ideohub
+    token = state.settings.admin_token
+    if not token:
+        raise NotFound("the admin API is disabled: set admin_token in the config")
+    presented = request.headers.get("authorization", "")
+    scheme, _, value = presented.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise AdminAuthFailed("admin endpoints need 'Authorization: Bearer <admin token>'")
+    return state
+
+
+State = Annotated[Any, Depends(require_admin)]
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def parse_usd(value: str | float | int, field: str) -> int:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidRequest(field, "must be a decimal number of US dollars") from None
+    micros = (amount * 1_000_000).to_integral_value()
+    if micros != amount * 1_000_000:
+        raise InvalidRequest(field, "has more precision than a micro-dollar")
+    return int(micros)
+
+
+# ------------------------------------------------------------ models
+
+
+class AccountIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    group: str = "default"
+    unlimited: bool = False
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+    group: str
+    unlimited: bool
+    balance_usd: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: Account) -> "AccountOut":
+        return cls(id=a.id, name=a.name, group=a.group_name, unlimited=a.unlimited,
+                   balance_usd=micros_to_usd(a.balance_micros), created_at=a.created_at)
+
+
+class TopupIn(BaseModel):
+    usd: str = Field(description="Amount in US dollars, e.g. \"10\" or \"0.25\"; negative to correct a top-up")
+    note: str | None = Field(default=None, max_length=200)
+
+
+class BalanceOut(BaseModel):
+    account_id: str
+    balance_usd: str
+
+
+class KeyIn(BaseModel):
+    account_id: str = DEFAULT_ACCOUNT
+    name: str = ""
+    rpm: int | None = Field(default=None, ge=1)
+    max_images_in_flight: int | None = Field(default=None, ge=1)
+    expires_at: datetime | None = None
+    allowed_operations: list[str] | None = None
+    spend_cap_usd: str | None = None
+
+    @field_validator("allowed_operations")
+    @classmethod
+    def _ops(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            for op in v:
+                if op not in Operation._value2member_map_:
+                    raise ValueError(f"unknown operation {op!r}")
+        return v
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    account_id: str | None
+    rpm: int | None
+    max_images_in_flight: int | None
+    expires_at: datetime | None
+    allowed_operations: list[str] | None
+    spend_cap_usd: str | None
+    revoked: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, k: ApiKey) -> "KeyOut":
+        return cls(id=k.id, name=k.name, prefix=k.prefix, account_id=k.account_id, rpm=k.rpm,
+                   max_images_in_flight=k.max_images_in_flight, expires_at=k.expires_at,
+                   allowed_operations=k.allowed_operations,
+                   spend_cap_usd=micros_to_usd(k.spend_cap_micros) if k.spend_cap_micros is not None else None,
+                   revoked=k.revoked_at is not None, created_at=k.created_at)
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The secret; shown once, stored only as a keyed hash")
+
+
+class UsageRow(BaseModel):
+    group: str | None
+    requests: int
+    images: int
+    charged_usd: str
+    upstream_cost_usd: str
+    failed: int
+    avg_latency_ms: float | None
+
+
+# ------------------------------------------------------------ routes
+
+
+@router.post("/accounts", response_model=AccountOut, status_code=201)
+async def create_account(body: AccountIn, state: State) -> AccountOut:
+    if body.group not in state.service.prices.groups:
+        raise InvalidRequest("group", f"unknown group {body.group!r}; configured: {', '.join(state.service.prices.groups)}")
+    return AccountOut.of(await state.service.ledger.create_account(body.name, body.group, body.unlimited))
+
+
+@router.get("/accounts", response_model=list[AccountOut])
+async def list_accounts(state: State) -> list[AccountOut]:
+    return [AccountOut.of(a) for a in await state.service.ledger.list_accounts()]
+
+
+@router.get("/accounts/{account_id}", response_model=AccountOut)
+async def get_account(account_id: str, state: State) -> AccountOut:
+    account = await state.service.ledger.get_account(account_id)
+    if account is None:
+        raise NotFound(f"no account {account_id}")
+    return AccountOut.of(account)
+
+
+@router.post("/accounts/{account_id}/topup", response_model=BalanceOut)
+async def topup(account_id: str, body: TopupIn, state: State) -> BalanceOut:
+    balance = await state.service.ledger.topup(account_id, parse_usd(body.usd, "usd"), body.note)
+    return BalanceOut(account_id=account_id, balance_usd=micros_to_usd(balance))
+
+
+@router.post("/keys", response_model=KeyCreated, status_code=201)
+async def create_key(body: KeyIn, state: State) -> KeyCreated:
+    if await state.service.ledger.get_account(body.account_id) is None:
+        raise InvalidRequest("account_id", f"no account {body.account_id}")
+    row, plaintext = await state.repo.create_key(
+        body.name, account_id=body.account_id, rpm=body.rpm, max_images_in_flight=body.max_images_in_flight,
+        expires_at=body.expires_at, allowed_operations=body.allowed_operations,
+        spend_cap_micros=parse_usd(body.spend_cap_usd, "spend_cap_usd") if body.spend_cap_usd is not None else None,
+    )
+    return KeyCreated(**KeyOut.of(row).model_dump(), key=plaintext)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+async def list_keys(state: State) -> list[KeyOut]:
+    return [KeyOut.of(k) for k in await state.repo.list_keys()]
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+async def revoke_key(key_id: str, state: State) -> None:
+    if not await state.repo.revoke_key(key_id):
+        raise NotFound(f"no active key {key_id}")
+
+
+@router.get("/usage", response_model=list[UsageRow])
+async def usage(
+    state: State,
+    by: Literal["day", "key", "operation"] = "day",
+    days: Annotated[int, Query(ge=1, le=3650)] = 30,
+) -> list[UsageRow]:
+    since = datetime.now(UTC) - timedelta(days=days)
+    rows = await usage_report(state.repo.session, since, by)
+    return [
+        UsageRow(group=r[by], requests=r["requests"], images=r["images"],
+                 charged_usd=micros_to_usd(r["charged_micros"]), upstream_cost_usd=micros_to_usd(r["upstream_cost_micros"]),
+                 failed=r["failed"], avg_latency_ms=r["avg_latency_ms"])
+        for r in rows
+    ]
+
