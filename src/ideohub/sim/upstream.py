@@ -1,0 +1,724 @@
+"""A simulated Ideogram upstream: a real HTTP app that answers like api.ideogram.ai and the relays.
+
+Every endpoint of ``ENDPOINTS`` on its official path and its relay aliases (``all_paths``),
+validated by ideohub's own parsers (so the official validation rules apply), answered in the
+spec's response shapes with signed, expiring image links that it serves itself as real PNGs.
+Faults are scriptable per test (``Fault``, ``POST /_sim/faults``) and every request is logged
+(``RecordedRequest``, ``GET /_sim/requests``) without the API key's value.
+
+Control endpoints (no auth): ``GET/POST/DELETE /_sim/faults``, ``GET/DELETE /_sim/requests``,
+``POST /_sim/reset``, ``GET/POST /_sim/config``, ``GET /_sim/stats``, ``GET /_sim/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import json
+import logging
+import random
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ..api.dialects import ENDPOINTS, Endpoint, all_paths
+from ..api.dialects.intake import read_fields
+from ..api.problems import error_response, problem
+from ..domain.enums import MagicPrompt, UpscaleFactor
+from ..domain.errors import IdeohubError, SafetyRejected
+from ..domain.operations import SEED_MAX, CanonicalRequest, Operation
+from ..domain.sizes import Size
+from ..media.decode import ImageLimits
+from .faults import Fault, FaultQueue
+from .images import EPHEMERAL_PREFIX, ImageBank, ImageKey, new_image_id, parse_image_id, signed_path, verify
+
+AUTH_STYLES = ("api-key", "bearer")
+_MALFORMED_BODY = b'{"created": "2025-01-01T00:00:00+00:00", "data": [{"url": "https://'
+_UPSCALE_FACTOR = {UpscaleFactor.X1: 1, UpscaleFactor.X2: 2, UpscaleFactor.X4: 4}
+_REDACTED_HEADERS = frozenset({"authorization", "api-key", "cookie", "proxy-authorization"})
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass
+class SimConfig:
+    """Everything the sim does that a test may want to change. Read per request, so changing a
+    field on a running in-process sim (or ``POST /_sim/config``) takes effect at once."""
+
+    api_keys: tuple[str, ...] = ("sim-key",)  # the keys accepted
+    auth_styles: tuple[str, ...] = AUTH_STYLES  # "api-key" (Api-Key: K) and/or "bearer" (Authorization: Bearer K)
+    require_auth: bool = True  # False: any or no key is accepted
+    base_url: str | None = None  # link prefix; None = the request's own scheme://host:port
+    url_ttl_s: int = 3600  # image links expire this long after the response
+    url_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    banned_words: tuple[str, ...] = ("forbidden",)  # prompt contains one (case-insensitive) → 422 {"error"}
+    unsafe_input_marker: str = "unsafe-input"  # an upload's filename contains it → 422 image safety error
+    unsafe_output_marker: str = "unsafe-output"  # prompt contains it → every item is_image_safe false, url null
+    partly_unsafe_marker: str = "partly-unsafe"  # prompt contains it → items 0, 2, 4, … unsafe
+    magic_prompt_suffix: str = ", highly detailed, cinematic lighting"  # appended when magic prompt is ON/AUTO
+    magic_prompt_when_omitted: bool = True  # an omitted magic_prompt(_option) counts as AUTO (rewrites)
+    caption: str = "A simulated image: two flat colour blocks over a soft red-blue gradient."  # describe/no-prompt
+    latency_s: float = 0.0  # added to every API request (simulated render time)
+    download_latency_s: float = 0.0  # added to every image download
+    max_in_flight: int | None = None  # more concurrent API requests than this → 429 (the official limit is 10)
+    max_body_bytes: int = 64 * 1024 * 1024
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
+    image_variants: int = 4  # distinct pictures per size (picked by seed)
+    warm_sizes: tuple[str, ...] = ("1024x1024",)  # encoded (all variants) at startup
+    image_cache_entries: int = 256
+    record_requests: bool = True
+    max_recorded: int = 10_000  # request-log ring buffer size
+    faults: tuple[Fault, ...] = ()  # queued at startup
+
+    def to_dict(self, redact: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "url_secret":
+                value = "<redacted>" if redact else value.hex()
+            elif f.name == "api_keys" and redact:
+                value = [f"<{len(value)} keys>"]
+            elif f.name == "image_limits":
+                value = asdict(value)
+            elif f.name == "faults":
+                value = [x.to_dict() for x in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SimConfig":
+        return cls(**_coerce_config(data))
+
+
+_CONFIG_FIELDS = {f.name for f in fields(SimConfig)}
+_TUPLE_FIELDS = {"api_keys", "auth_styles", "banned_words", "warm_sizes"}
+
+
+def _coerce_config(data: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(data) - _CONFIG_FIELDS
+    if unknown:
+        raise ValueError(f"unknown SimConfig fields: {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in _TUPLE_FIELDS:
+            value = (value,) if isinstance(value, str) else tuple(value)
+        elif name == "url_secret" and isinstance(value, str):
+            value = bytes.fromhex(value)
+        elif name == "image_limits" and isinstance(value, dict):
+            value = ImageLimits(**value)
+        elif name == "faults":
+            value = tuple(v if isinstance(v, Fault) else Fault.from_dict(v) for v in value)
+        out[name] = value
+    bad = set(out.get("auth_styles", ())) - set(AUTH_STYLES)
+    if bad:
+        raise ValueError(f"auth_styles must be among {AUTH_STYLES}, got {sorted(bad)}")
+    return out
+
+
+# ---------------------------------------------------------------- the request log
+
+
+@dataclass
+class RecordedRequest:
+    seq: int
+    time: float  # unix seconds when it arrived
+    kind: str  # "api" or "download"
+    method: str
+    path: str
+    query: str
+    operation: str | None  # Operation value ("generate", "v3-remix", …) for API requests
+    auth: str | None  # "api-key", "bearer", "api-key+bearer", "other" (another Authorization scheme) or None
+    auth_ok: bool  # whether a presented key was accepted (the key itself is never recorded)
+    content_type: str | None  # media type, without parameters
+    headers: dict[str, str]  # request headers minus Authorization / Api-Key / Cookie
+    parts: list[dict[str, str | None]] | None  # multipart parts in order: {"name", "filename", "content_type"}
+    summary: dict[str, Any] | None  # the parsed canonical request's summary() (None when it did not parse)
+    error: str | None = None  # the validation error's detail, when it did not parse
+    fault: str | None = None  # the fault kind applied, if any
+    status: int | None = None  # the status answered (None while still in progress)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RecordedRequest":
+        return cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = {f.name for f in fields(RecordedRequest)}
+
+
+_PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+
+
+def multipart_parts(body: bytes, content_type: str) -> list[dict[str, str | None]]:
+    """Each part's name, filename and Content-Type, in order (headers only; the data is skipped)."""
+    m = _BOUNDARY.search(content_type)
+    if not m:
+        return []
+    delim = b"--" + (m.group(1) or m.group(2)).encode("latin-1")
+    out: list[dict[str, str | None]] = []
+    pos = body.find(delim)
+    while pos != -1:
+        pos += len(delim)
+        if body[pos : pos + 2] == b"--":
+            break
+        end = body.find(b"\r\n\r\n", pos)
+        if end == -1:
+            break
+        part: dict[str, str | None] = {"name": None, "filename": None, "content_type": None}
+        for line in body[pos:end].decode("utf-8", "replace").split("\r\n"):
+            hname, _, value = line.partition(":")
+            hname = hname.strip().lower()
+            if hname == "content-disposition":
+                for key, raw in _PARAM.findall(value):
+                    raw = raw.strip()
+                    if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+                        raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+                    if key.lower() in ("name", "filename"):
+                        part[key.lower()] = raw
+            elif hname == "content-type":
+                part["content_type"] = value.strip()
+        out.append(part)
+        pos = body.find(b"\r\n" + delim, end + 4)
+        if pos != -1:
+            pos += 2
+    return out
+
+
+# ---------------------------------------------------------------- state
+
+
+class SimState:
+    """Config, fault queue, request log and image cache of one sim app (``app.state.sim``)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.faults = FaultQueue()
+        self.faults.add(*(Fault(**asdict(f)) for f in config.faults))
+        self.images = ImageBank(config.image_cache_entries)
+        self._log: deque[RecordedRequest] = deque(maxlen=max(1, config.max_recorded))
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self.generation = 0  # bumped by reset()/release(): ends every hang in progress
+        self.in_flight = 0
+        self.served = {"api": 0, "download": 0}
+
+    # log
+    def record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self._log.append(rec)
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._log)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    # lifecycle
+    def release(self) -> None:
+        self.generation += 1
+
+    def reset(self) -> None:
+        """Clear faults and the request log, and end every hang in progress."""
+        self.faults.clear()
+        self.clear_requests()
+        self.release()
+
+    def configure(self, changes: dict[str, Any]) -> None:
+        changes = _coerce_config(changes)
+        for name, value in changes.items():
+            setattr(self.config, name, value)
+        if "max_recorded" in changes:
+            with self._lock:
+                self._log = deque(self._log, maxlen=max(1, self.config.max_recorded))
+        if "image_cache_entries" in changes:
+            self.images.max_entries = max(1, self.config.image_cache_entries)
+        if "faults" in changes:
+            self.faults.add(*(Fault(**asdict(f)) for f in changes["faults"]))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "api_requests": self.served["api"],
+            "downloads": self.served["download"],
+            "in_flight": self.in_flight,
+            "png_encodes": self.images.encodes,
+            "pending_faults": len(self.faults.pending()),
+        }
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _auth(request: Request, config: SimConfig) -> tuple[str | None, bool]:
+    """The header style(s) presented and whether a presented key is accepted."""
+    styles: list[str] = []
+    ok = False
+    api_key = request.headers.get("api-key")
+    if api_key is not None:
+        styles.append("api-key")
+        ok = ok or ("api-key" in config.auth_styles and api_key.strip() in config.api_keys)
+    authz = request.headers.get("authorization")
+    if authz is not None:
+        scheme, _, token = authz.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            styles.append("bearer")
+            ok = ok or ("bearer" in config.auth_styles and token.strip() in config.api_keys)
+        else:
+            styles.append("other")
+    if not config.require_auth:
+        ok = True
+    return ("+".join(styles) or None), ok
+
+
+def _auth_failure(status: int, presented: bool) -> Response:
+    detail = "the API key is not valid" if presented else "missing API key: send 'Api-Key: <key>'"
+    resp = problem(status, detail, "Unauthorized" if status == 401 else "Forbidden")
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'ApiKey header="Api-Key"'
+    return resp
+
+
+def _status_fault(fault: Fault) -> Response:
+    status = fault.status or 500
+    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+    if fault.body is not None:
+        return Response(fault.body, status_code=status, headers=headers, media_type=_body_media_type(fault.body))
+    detail = {
+        429: "Too many in-flight requests (simulated rate limit)",
+        500: "Internal error (simulated)",
+        502: "Bad gateway (simulated)",
+        503: "Service temporarily unavailable (simulated)",
+    }.get(status, f"Simulated failure {status}")
+    return problem(status, detail, headers=headers)
+
+
+def _body_media_type(body: str) -> str:
+    """A raw fault body that is JSON goes out as application/json, anything else as text/plain."""
+    if body[:1] in ("{", "["):
+        try:
+            json.loads(body)
+            return "application/json"
+        except ValueError:
+            pass
+    return "text/plain"
+
+
+_TRUNCATING: contextvars.ContextVar[bool] = contextvars.ContextVar("ideohub_sim_truncating", default=False)
+
+
+class _QuietTruncation(logging.Filter):
+    """uvicorn logs an error when a response ends short; a truncated_download does it on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_TRUNCATING.get() and "without completing response" in record.getMessage())
+
+
+_filter_lock = threading.Lock()
+_filter_installed = False
+
+
+def _install_log_filter() -> None:
+    global _filter_installed
+    with _filter_lock:
+        if not _filter_installed:
+            logging.getLogger("uvicorn.error").addFilter(_QuietTruncation())
+            _filter_installed = True
+
+
+class _TruncatedResponse(Response):
+    """Declares the full Content-Length, sends half the bytes, then ends (uvicorn closes the connection)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(status_code=200)
+        self._data = data
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        _TRUNCATING.set(True)
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"image/png"), (b"content-length", str(len(self._data)).encode())],
+        })
+        await send({"type": "http.response.body", "body": self._data[: len(self._data) // 2], "more_body": True})
+
+
+def _magic_on(request: CanonicalRequest, config: SimConfig) -> bool:
+    value = getattr(request, "magic_prompt_option", None)
+    if value is None:
+        value = getattr(request, "magic_prompt", None)
+    if value is None:
+        has_field = hasattr(request, "magic_prompt_option") or hasattr(request, "magic_prompt")
+        return has_field and config.magic_prompt_when_omitted
+    return value in (MagicPrompt.ON, MagicPrompt.AUTO)
+
+
+def _sizes(request: CanonicalRequest) -> tuple[Size, Size | None]:
+    """(``resolution``, ``upscaled_resolution``) of the images produced."""
+    op = request.operation
+    if op in (Operation.EDIT,):
+        return request.image_file.size, None  # type: ignore[attr-defined]
+    if op in (Operation.V3_EDIT, Operation.V3_INPAINT, Operation.V3_REPLACE_BACKGROUND):
+        return request.image.size, None  # type: ignore[attr-defined]
+    if op is Operation.UPSCALE:
+        s = request.image_file.size  # type: ignore[attr-defined]
+        return s, Size(s.width * 2, s.height * 2)
+    if op is Operation.V3_GENERATE_TRANSPARENT:
+        s = request.output_size  # type: ignore[attr-defined]
+        factor = _UPSCALE_FACTOR[request.upscale_factor]  # type: ignore[attr-defined]
+        return s, (Size(s.width * factor, s.height * factor) if factor > 1 else None)
+    return request.output_size, None  # type: ignore[attr-defined]
+
+
+def _style_type(request: CanonicalRequest) -> str | None:
+    if request.operation is Operation.V3_GENERATE_TRANSPARENT:
+        return None
+    style = getattr(request, "style_type", None)
+    if style is None or style.value == "AUTO":
+        return "GENERAL"
+    return style.value
+
+
+# ---------------------------------------------------------------- the app
+
+
+class _Sim:
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    # ------------------------------------------------------------ shared
+
+    def _new_record(self, request: Request, kind: str, operation: Operation | None, auth: str | None,
+                    auth_ok: bool) -> RecordedRequest | None:
+        if not self.state.config.record_requests:
+            return None
+        ctype = request.headers.get("content-type")
+        return RecordedRequest(
+            seq=self.state.next_seq(),
+            time=time.time(),
+            kind=kind,
+            method=request.method,
+            path=request.scope["path"],
+            query=request.scope.get("query_string", b"").decode("latin-1"),
+            operation=operation.value if operation else None,
+            auth=auth,
+            auth_ok=auth_ok,
+            content_type=ctype.split(";")[0].strip().lower() if ctype else None,
+            headers={k: v for k, v in request.headers.items() if k not in _REDACTED_HEADERS},
+            parts=None,
+            summary=None,
+        )
+
+    async def _hang(self, request: Request, seconds: float) -> None:
+        gen = self.state.generation
+        deadline = time.monotonic() + seconds
+        while self.state.generation == gen:
+            left = deadline - time.monotonic()
+            if left <= 0 or await request.is_disconnected():
+                return
+            await asyncio.sleep(min(0.05, left))
+
+    def _base_url(self, request: Request) -> str:
+        if self.state.config.base_url:
+            return self.state.config.base_url.rstrip("/")
+        scope = request.scope
+        host = request.headers.get("host")
+        if not host:
+            server = scope.get("server") or ("127.0.0.1", 80)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")
+
+    # ------------------------------------------------------------ API endpoints
+
+    def api_route(self, endpoint: Endpoint):  # type: ignore[no-untyped-def]
+        async def handle(request: Request) -> Response:
+            state = self.state
+            state.served["api"] += 1
+            state.in_flight += 1
+            try:
+                return await self._api(request, endpoint)
+            finally:
+                state.in_flight -= 1
+
+        return handle
+
+    async def _api(self, request: Request, endpoint: Endpoint) -> Response:
+        state, config = self.state, self.state.config
+        auth, auth_ok = _auth(request, config)
+        rec = self._new_record(request, "api", endpoint.operation, auth, auth_ok)
+        over_limit = config.max_in_flight is not None and state.in_flight > config.max_in_flight
+        fault = None if over_limit else state.faults.take("api", request.scope["path"], endpoint.operation)
+
+        canonical: CanonicalRequest | None = None
+        error: IdeohubError | None = None
+        try:
+            if rec is not None and rec.content_type == "multipart/form-data":
+                declared = request.headers.get("content-length", "")
+                if not (declared.isdigit() and int(declared) > config.max_body_bytes):
+                    rec.parts = multipart_parts(await request.body(), request.headers["content-type"])
+            fields_ = await read_fields(request, endpoint, config.image_limits, config.max_body_bytes)
+            canonical = endpoint.parse(fields_)
+        except IdeohubError as exc:
+            error = exc
+        if rec is not None:
+            rec.summary = canonical.summary() if canonical is not None else None
+            rec.error = error.detail if error is not None else None
+            rec.fault = fault.kind if fault is not None else None
+            state.record(rec)
+
+        response = await self._answer(request, endpoint, auth, auth_ok, over_limit, fault, canonical, error)
+        if rec is not None:
+            rec.status = response.status_code
+        return response
+
+    async def _answer(self, request: Request, endpoint: Endpoint, auth: str | None, auth_ok: bool,
+                      over_limit: bool, fault: Fault | None, canonical: CanonicalRequest | None,
+                      error: IdeohubError | None) -> Response:
+        config = self.state.config
+        if over_limit:
+            return problem(429, "Too many in-flight requests", headers={"Retry-After": "1"})
+        expired = False
+        if fault is not None:
+            if fault.latency_s:
+                await asyncio.sleep(fault.latency_s)
+            if fault.kind == "hang":
+                await self._hang(request, fault.hang_s)
+            elif fault.kind == "status":
+                return _status_fault(fault)
+            elif fault.kind == "unauthorized":
+                return _auth_failure(fault.status or endpoint.auth_status, presented=auth is not None)
+            elif fault.kind == "malformed_json":
+                return Response(_MALFORMED_BODY, media_type="application/json")
+            elif fault.kind == "expired_links":
+                expired = True
+        if config.latency_s:
+            await asyncio.sleep(config.latency_s)
+        if not auth_ok:
+            return _auth_failure(endpoint.auth_status, presented=auth is not None)
+        if error is not None:
+            return error_response(error)
+        assert canonical is not None
+        prompt = canonical.prompt_text
+        if prompt and config.banned_words:
+            low = prompt.lower()
+            if any(w.lower() in low for w in config.banned_words if w):
+                return JSONResponse({"error": SafetyRejected.PROMPT}, status_code=422)
+        marker = config.unsafe_input_marker
+        if marker and any(marker in (img.filename or "") for _, img in canonical.image_inputs()):
+            return JSONResponse({"error": SafetyRejected.IMAGE}, status_code=422)
+        return JSONResponse(await self._result(request, canonical, expired))
+
+    async def _result(self, request: Request, req: CanonicalRequest, expired: bool) -> dict[str, Any]:
+        config = self.state.config
+        if req.operation is Operation.DESCRIBE:
+            return {"descriptions": [{"text": config.caption}]}
+        size, upscaled = _sizes(req)
+        original = req.prompt_text
+        prompt = original if original else config.caption
+        if original and _magic_on(req, config):
+            prompt = original + config.magic_prompt_suffix
+        all_unsafe = bool(original and config.unsafe_output_marker and config.unsafe_output_marker in original)
+        partly = bool(original and config.partly_unsafe_marker and config.partly_unsafe_marker in original)
+        style = _style_type(req)
+        alpha = req.operation is Operation.V3_GENERATE_TRANSPARENT
+        file_size = upscaled or size
+        exp = int(time.time()) + (-60 if expired else config.url_ttl_s)
+        base = self._base_url(request)
+        variants = max(1, config.image_variants)
+        data = []
+        for i in range(req.num_images):
+            seed = req.seed if req.seed is not None else random.randint(0, SEED_MAX)
+            safe = not (all_unsafe or (partly and i % 2 == 0))
+            url = None
+            if safe:
+                key = ImageKey(file_size.width, file_size.height, (seed + i) % variants, alpha)
+                if self.state.images.get(key) is None:
+                    await anyio.to_thread.run_sync(self.state.images.render, key)
+                url = base + signed_path(config.url_secret, new_image_id(key), exp)
+            item: dict[str, Any] = {"url": url, "prompt": prompt, "resolution": str(size)}
+            if upscaled is not None:
+                item["upscaled_resolution"] = str(upscaled)
+            item["is_image_safe"] = safe
+            item["seed"] = seed
+            if style is not None:
+                item["style_type"] = style
+            data.append(item)
+        return {"created": datetime.now(UTC).isoformat(), "data": data}
+
+    # ------------------------------------------------------------ image downloads
+
+    async def download(self, request: Request) -> Response:
+        state, config = self.state, self.state.config
+        state.served["download"] += 1
+        auth, auth_ok = _auth(request, config)
+        rec = self._new_record(request, "download", None, auth, auth_ok)
+        fault = state.faults.take("download", request.scope["path"])
+        if rec is not None:
+            rec.fault = fault.kind if fault is not None else None
+            state.record(rec)
+        response = await self._download(request, fault)
+        if rec is not None:
+            rec.status = response.status_code
+        return response
+
+    async def _download(self, request: Request, fault: Fault | None) -> Response:
+        config = self.state.config
+        expired = False
+        if fault is not None:
+            if fault.latency_s:
+                await asyncio.sleep(fault.latency_s)
+            if fault.kind == "hang":
+                await self._hang(request, fault.hang_s)
+            elif fault.kind == "status":
+                return _status_fault(fault)
+            elif fault.kind == "unauthorized":
+                return problem(fault.status or 403, "the link is not valid (simulated)")
+            elif fault.kind == "expired_links":
+                expired = True
+        if config.download_latency_s:
+            await asyncio.sleep(config.download_latency_s)
+        name: str = request.path_params["name"]
+        if not name.endswith(".png"):
+            return problem(404, "no such image")
+        image_id = name[:-4]
+        exp = verify(config.url_secret, image_id, request.query_params.get("exp"), request.query_params.get("sig"))
+        if exp is None:
+            return problem(403, "the link's signature is missing or not valid", "Forbidden")
+        key = parse_image_id(image_id)
+        if key is None:
+            return problem(404, "no such image")
+        if expired or exp <= time.time():
+            return problem(410, "the link has expired", "Gone")
+        data = self.state.images.get(key)
+        if data is None:
+            data = await anyio.to_thread.run_sync(self.state.images.render, key)
+        if fault is not None and fault.kind == "truncated_download":
+            return _TruncatedResponse(data)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    # ------------------------------------------------------------ control endpoints
+
+    async def faults(self, request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"faults": [f.to_dict() for f in self.state.faults.pending()]})
+        if request.method == "DELETE":
+            self.state.faults.clear()
+            return JSONResponse({"faults": []})
+        try:
+            body = json.loads(await request.body() or b"null")
+            items = body.get("faults", body) if isinstance(body, dict) and "faults" in body else body
+            if isinstance(items, dict):
+                items = [items]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError("send a fault object, a list of them, or {\"faults\": [...]}")
+            new = [Fault.from_dict(i) for i in items]
+        except (ValueError, TypeError) as exc:
+            return problem(400, str(exc))
+        self.state.faults.add(*new)
+        return JSONResponse({"queued": len(new), "faults": [f.to_dict() for f in self.state.faults.pending()]})
+
+    async def requests(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.state.clear_requests()
+            return JSONResponse({"requests": []})
+        return JSONResponse({"requests": [r.to_dict() for r in self.state.requests()]})
+
+    async def reset(self, _request: Request) -> Response:
+        self.state.reset()
+        return JSONResponse({"reset": True})
+
+    async def config(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = json.loads(await request.body() or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError("send a JSON object of SimConfig fields")
+                self.state.configure(body)
+            except (ValueError, TypeError) as exc:
+                return problem(400, str(exc))
+        return JSONResponse({"config": self.state.config.to_dict(redact=True)})
+
+    async def stats(self, _request: Request) -> Response:
+        return JSONResponse(self.state.stats())
+
+    async def health(self, _request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _unhandled(_request: Request, exc: Exception) -> Response:
+    logging.getLogger("ideohub.sim").exception("sim error", exc_info=exc)
+    return problem(500, f"simulator error: {exc.__class__.__name__}")
+
+
+def create_sim_app(config: SimConfig | None = None) -> Starlette:
+    """The simulated upstream as an ASGI app; its state is ``app.state.sim`` (a ``SimState``)."""
+    config = config if config is not None else SimConfig()
+    state = SimState(config)
+    sim = _Sim(state)
+    _install_log_filter()
+
+    routes: list[Route] = []
+    for endpoint in ENDPOINTS.values():
+        handler = sim.api_route(endpoint)
+        for path in all_paths(endpoint):
+            routes.append(Route(path, handler, methods=["POST"]))
+    routes += [
+        Route(EPHEMERAL_PREFIX + "{name}", sim.download, methods=["GET"]),
+        Route("/_sim/faults", sim.faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sim/requests", sim.requests, methods=["GET", "DELETE"]),
+        Route("/_sim/reset", sim.reset, methods=["POST"]),
+        Route("/_sim/config", sim.config, methods=["GET", "POST"]),
+        Route("/_sim/stats", sim.stats, methods=["GET"]),
+        Route("/_sim/health", sim.health, methods=["GET"]),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        keys = []
+        for text in config.warm_sizes:
+            s = Size.parse(text)
+            keys += [ImageKey(s.width, s.height, v, False) for v in range(max(1, config.image_variants))]
+        for key in keys:
+            await anyio.to_thread.run_sync(state.images.render, key)
+        try:
+            yield
+        finally:
+            state.release()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={StarletteHTTPException: _http_error, Exception: _unhandled},
+    )
+    app.state.sim = state
+    return app
