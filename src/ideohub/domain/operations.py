@@ -119,7 +119,7 @@ class ColorPalette:
             if not 1 <= len(self.members) <= 8:
                 raise InvalidRequest("color_palette.members", "must have 1 to 8 members")
             for i, m in enumerate(self.members):
-                if not _HEX_COLOR.match(m.color_hex):
+                if not _HEX_COLOR.fullmatch(m.color_hex):
                     raise InvalidRequest(f"color_palette.members[{i}].color_hex", "must be #RGB or #RRGGBB hex")
                 if m.color_weight is not None and not 0.05 <= m.color_weight <= 1.0:
                     raise InvalidRequest(f"color_palette.members[{i}].color_weight", "must be between 0.05 and 1.0")
@@ -349,7 +349,7 @@ def _check_v3_style(req: Any, *, has_style_type: bool) -> None:
         if not codes:
             raise InvalidRequest("style_codes", "must not be empty when given")
         for code in codes:
-            if not _STYLE_CODE.match(code):
+            if not _STYLE_CODE.fullmatch(code):
                 raise InvalidRequest("style_codes", f"'{code}' is not an 8-character hexadecimal code")
         if getattr(req, "style_reference_images", None):
             raise InvalidRequest("style_codes", "cannot be used together with style_reference_images")
@@ -359,7 +359,7 @@ def _check_v3_style(req: Any, *, has_style_type: bool) -> None:
     if preset is not None and (codes is not None or getattr(req, "style_reference_images", None)):
         raise InvalidRequest("style_preset", "cannot be used together with style_codes or style_reference_images")
     uri = getattr(req, "custom_model_uri", None)
-    if uri is not None and not _CUSTOM_MODEL_URI.match(uri):
+    if uri is not None and not _CUSTOM_MODEL_URI.fullmatch(uri):
         raise InvalidRequest("custom_model_uri", "must have the form model/<model_name>/version/<version_name>")
     refs = getattr(req, "style_reference_images", None)
     if refs and sum(len(i.data) for i in refs) > REFERENCE_SET_MAX_BYTES:

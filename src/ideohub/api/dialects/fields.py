@@ -20,6 +20,19 @@ from ...media.decode import ImageLimits, read_image
 
 E = TypeVar("E", bound=StrEnum)
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() would also take "1_000" and "１２"
+
+
+def loads_json(text: str, name: str, detail: bool = True) -> Any:
+    """``json.loads`` for a client's text: every failure, deep nesting included, is a 400 naming the field."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f" ({exc.msg} at position {exc.pos})" if detail else f" ({exc.msg})"
+        raise InvalidRequest(name, f"is not valid JSON{where}") from None
+    except RecursionError:
+        raise InvalidRequest(name, "is not valid JSON (nested too deeply)") from None
+
 
 @dataclass
 class UploadedFile:
@@ -41,7 +54,7 @@ class Fields:
     # ------------------------------------------------------------ construction
 
     @classmethod
-    def from_json_object(cls, obj: Any, limits: ImageLimits, prefix: str = "", what: str = "request body") -> "Fields":
+    def from_json_object(cls, obj: Any, limits: ImageLimits, prefix: str = "", what: str = "body") -> "Fields":
         if not isinstance(obj, dict):
             raise InvalidRequest(prefix.rstrip(".") or what, "must be a JSON object")
         return cls(values=dict(obj), from_json=True, prefix=prefix, limits=limits)
@@ -54,10 +67,7 @@ class Fields:
                 raise InvalidRequest(self.name(name), "is required")
             return Fields.from_json_object({}, self.limits, prefix=self.name(name) + ".")
         if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(self.name(name), f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+            raw = loads_json(raw, self.name(name))
         return Fields.from_json_object(raw, self.limits, prefix=self.name(name) + ".")
 
     # ------------------------------------------------------------ access
@@ -112,10 +122,10 @@ class Fields:
                 return int(raw)
             raise InvalidRequest(self.name(key), "must be an integer")
         if isinstance(raw, str) and not self.from_json:
-            try:
-                return int(raw.strip())
-            except ValueError:
-                raise InvalidRequest(self.name(key), f"must be an integer, got '{raw[:40]}'") from None
+            text = raw.strip()
+            if _INTEGER.fullmatch(text) and len(text) < 100:  # int() refuses very long digit strings
+                return int(text)
+            raise InvalidRequest(self.name(key), f"must be an integer, got '{raw[:40]}'")
         raise InvalidRequest(self.name(key), "must be an integer")
 
     def enum(self, key: str, cls: type[E], default: E | None = None, required: bool = False) -> E | None:
@@ -145,13 +155,15 @@ class Fields:
             if stripped.startswith("["):
                 try:
                     parsed = json.loads(stripped)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     raise InvalidRequest(self.name(key), "is not a valid JSON array") from None
                 if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
                     raise InvalidRequest(self.name(key), "must be a list of strings")
                 out.extend(parsed)
             else:
                 out.extend(p.strip() for p in stripped.split(",") if p.strip())
+        if not self.from_json and not "".join(items).strip():
+            return None  # empty parts: not sent, as for every other multipart field
         return tuple(out) if items else None
 
     def color_palette(self, key: str = "color_palette") -> ColorPalette | None:
@@ -160,10 +172,7 @@ class Fields:
             return None
         name = self.name(key)
         if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(name, f"is not valid JSON ({exc.msg})") from None
+            raw = loads_json(raw, name, detail=False)
         if not isinstance(raw, dict):
             raise InvalidRequest(name, "must be an object with 'name' or 'members'")
         palette_name = None

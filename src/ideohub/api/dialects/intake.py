@@ -28,6 +28,8 @@ async def read_fields(request: Request, endpoint: Endpoint, limits: ImageLimits,
             obj = json.loads(body or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidRequest("body", f"is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise InvalidRequest("body", "is not valid JSON (nested too deeply)") from None
         return Fields.from_json_object(obj, limits)
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         if not endpoint.multipart:
