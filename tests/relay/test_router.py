@@ -1,8 +1,10 @@
 """Routing: priority tiers, weights, no reuse of a tried channel, cooldown with half-open
-probing, in-flight limits and 429 when everything is busy."""
+probing, in-flight limits and 429 when everything is busy (with the per-process state; the
+shared Redis state runs the same scenarios in tests/test_redis_limits.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 
@@ -11,7 +13,7 @@ import pytest
 from ideohub.domain.errors import RateLimited
 from ideohub.domain.operations import Operation
 from ideohub.engines.relay.channels import Channel
-from ideohub.engines.relay.router import NoChannel, Outcome, Router
+from ideohub.engines.relay.router import CooldownPolicy, MemoryChannelState, NoChannel, Outcome, Router
 
 OP = Operation.V3_GENERATE
 
@@ -35,85 +37,133 @@ def router(clock: Clock | None = None) -> Router:
 
 
 def test_higher_priority_first_then_weighted_within_tier():
-    r = router()
-    chans = [ch("low", priority=0), ch("a", priority=5, weight=3), ch("b", priority=5, weight=1)]
-    picks = Counter()
-    for _ in range(2000):
-        c = r.acquire(chans, OP, None, set())
-        picks[c.name] += 1
-        r.release(c, Outcome.OK)
+    async def go() -> Counter:
+        r = router()
+        chans = [ch("low", priority=0), ch("a", priority=5, weight=3), ch("b", priority=5, weight=1)]
+        picks: Counter = Counter()
+        for _ in range(2000):
+            c = await r.acquire(chans, OP, None, set())
+            picks[c.name] += 1
+            await r.release(c, Outcome.OK)
+        return picks
+
+    picks = asyncio.run(go())
     assert picks["low"] == 0
     assert 2.4 < picks["a"] / picks["b"] < 3.8
 
 
+def test_weighted_choice_skips_busy_channels_in_the_tier():
+    async def go() -> Counter:
+        r = router()
+        busy, a, b = ch("busy", weight=50, max_in_flight=1), ch("a", weight=3), ch("b", weight=1)
+        assert await r.acquire([busy], OP, None, set()) is busy  # now full
+        picks: Counter = Counter()
+        for _ in range(2000):
+            c = await r.acquire([busy, a, b], OP, None, set())
+            picks[c.name] += 1
+            await r.release(c, Outcome.OK)
+        return picks
+
+    picks = asyncio.run(go())
+    assert picks["busy"] == 0
+    assert 2.4 < picks["a"] / picks["b"] < 3.8
+
+
 def test_retries_never_reuse_a_tried_channel_and_end_with_none():
-    r = router()
-    chans = [ch("a"), ch("b"), ch("c")]
-    tried: set[str] = set()
-    order = []
-    while (c := r.acquire(chans, OP, None, tried)) is not None:
-        order.append(c.name)
-        tried.add(c.name)
-        r.release(c, Outcome.FAILED)
-    assert sorted(order) == ["a", "b", "c"]
+    async def go() -> list[str]:
+        r = router()
+        chans = [ch("a"), ch("b"), ch("c")]
+        tried: set[str] = set()
+        order = []
+        while (c := await r.acquire(chans, OP, None, tried)) is not None:
+            order.append(c.name)
+            tried.add(c.name)
+            await r.release(c, Outcome.FAILED)
+        return order
+
+    assert sorted(asyncio.run(go())) == ["a", "b", "c"]
 
 
 def test_cooldown_doubles_honours_retry_after_and_recovers_through_one_probe():
-    clock = Clock()
-    r = router(clock)
-    a = ch("a")
-    c = r.acquire([a], OP, None, set())
-    r.release(c, Outcome.FAILED)
-    assert r.cooling("a")
-    with pytest.raises(RateLimited) as info:
-        r.acquire([a], OP, None, set())
-    assert info.value.retry_after == 5
-    clock.t += 5.1
-    probe = r.acquire([a], OP, None, set())  # half-open: one probe goes through
-    with pytest.raises(RateLimited):
-        r.acquire([a], OP, None, set())  # ...and only one
-    r.release(probe, Outcome.FAILED)
-    assert r.state("a").open_until - clock.t == pytest.approx(10)  # doubled
-    clock.t += 10.1
-    probe = r.acquire([a], OP, None, set())
-    r.release(probe, Outcome.OK)
-    assert not r.cooling("a") and r.state("a").failures == 0
-    c = r.acquire([a], OP, None, set())
-    r.release(c, Outcome.FAILED, retry_after=42)
-    assert r.state("a").open_until - clock.t == pytest.approx(42)
-    c2 = ch("b")
-    got = r.acquire([c2], OP, None, set())
-    r.release(got, Outcome.AUTH)
-    assert r.state("b").open_until - clock.t == pytest.approx(300)
+    async def go() -> None:
+        clock = Clock()
+        r = router(clock)
+        a = ch("a")
+        c = await r.acquire([a], OP, None, set())
+        await r.release(c, Outcome.FAILED)
+        assert await r.cooling("a")
+        with pytest.raises(RateLimited) as info:
+            await r.acquire([a], OP, None, set())
+        assert info.value.retry_after == 5
+        clock.t += 5.1
+        probe = await r.acquire([a], OP, None, set())  # half-open: one probe goes through
+        assert (await r.status("a")).probing
+        with pytest.raises(RateLimited):
+            await r.acquire([a], OP, None, set())  # ...and only one
+        await r.release(probe, Outcome.FAILED)
+        assert (await r.status("a")).cooldown_left_s == pytest.approx(10)  # doubled
+        clock.t += 10.1
+        probe = await r.acquire([a], OP, None, set())
+        await r.release(probe, Outcome.OK)
+        status = await r.status("a")
+        assert not await r.cooling("a") and status.failures == 0 and status.in_flight == 0
+        c = await r.acquire([a], OP, None, set())
+        await r.release(c, Outcome.FAILED, retry_after=42)
+        assert (await r.status("a")).cooldown_left_s == pytest.approx(42)
+        c2 = ch("b")
+        got = await r.acquire([c2], OP, None, set())
+        await r.release(got, Outcome.AUTH)
+        assert (await r.status("b")).cooldown_left_s == pytest.approx(300)
+
+    asyncio.run(go())
 
 
 def test_in_flight_limit_then_429():
-    r = router()
-    a = ch("a", max_in_flight=2)
-    held = [r.acquire([a], OP, None, set()) for _ in range(2)]
-    with pytest.raises(RateLimited) as info:
-        r.acquire([a], OP, None, set())
-    assert info.value.status == 429 and info.value.retry_after >= 1
-    r.release(held[0], Outcome.OK)
-    assert r.acquire([a], OP, None, set()) is a
+    async def go() -> None:
+        r = router()
+        a = ch("a", max_in_flight=2)
+        held = [await r.acquire([a], OP, None, set()) for _ in range(2)]
+        assert (await r.status("a")).in_flight == 2
+        with pytest.raises(RateLimited) as info:
+            await r.acquire([a], OP, None, set())
+        assert info.value.status == 429 and info.value.retry_after >= 1
+        await r.release(held[0], Outcome.OK)
+        assert await r.acquire([a], OP, None, set()) is a
+
+    asyncio.run(go())
 
 
 def test_falls_to_lower_tier_when_the_top_is_cooling():
-    r = router()
-    hi, lo = ch("hi", priority=9), ch("lo", priority=0)
-    c = r.acquire([hi, lo], OP, None, set())
-    assert c is hi
-    r.release(c, Outcome.FAILED)
-    assert r.acquire([hi, lo], OP, None, set()) is lo
+    async def go() -> None:
+        r = router()
+        hi, lo = ch("hi", priority=9), ch("lo", priority=0)
+        c = await r.acquire([hi, lo], OP, None, set())
+        assert c is hi
+        await r.release(c, Outcome.FAILED)
+        assert await r.acquire([hi, lo], OP, None, set()) is lo
+
+    asyncio.run(go())
 
 
 def test_operation_and_model_filters_and_disabled():
-    r = router()
-    only_upscale = ch("u", operations=frozenset({Operation.UPSCALE}))
-    turbo = ch("t", models=frozenset({"TURBO"}))
-    off = ch("off", enabled=False)
-    with pytest.raises(NoChannel):
-        r.acquire([only_upscale, off], OP, "DEFAULT", set())
-    with pytest.raises(NoChannel):
-        r.acquire([turbo], OP, "QUALITY", set())
-    assert r.acquire([turbo], OP, "TURBO", set()) is turbo
+    async def go() -> None:
+        r = router()
+        only_upscale = ch("u", operations=frozenset({Operation.UPSCALE}))
+        turbo = ch("t", models=frozenset({"TURBO"}))
+        off = ch("off", enabled=False)
+        with pytest.raises(NoChannel):
+            await r.acquire([only_upscale, off], OP, "DEFAULT", set())
+        with pytest.raises(NoChannel):
+            await r.acquire([turbo], OP, "QUALITY", set())
+        assert await r.acquire([turbo], OP, "TURBO", set()) is turbo
+
+    asyncio.run(go())
+
+
+def test_cooldown_policy_caps_and_never_overflows():
+    p = CooldownPolicy(base_s=5, max_s=60, auth_s=300)
+    assert [p.cooldown(n, Outcome.FAILED, None) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
+    assert p.cooldown(5000, Outcome.FAILED, None) == 60
+    assert p.cooldown(1, Outcome.FAILED, 1000) == 60  # Retry-After is capped too
+    assert p.cooldown(1, Outcome.AUTH, None) == 300
+    assert isinstance(router().states, MemoryChannelState)

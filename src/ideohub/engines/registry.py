@@ -54,10 +54,17 @@ def _relay(res: EngineResources) -> dict[Operation, Any]:
     from .relay.engine import ChannelDirectory, DownloadGuard, RelayEngine
     from .relay.router import Router
 
+    settings = res.settings
+    states = None
+    if settings.redis_url:  # in-flight limits, cooldowns and probes shared by every process
+        from .relay.redis_state import RedisChannelState
+
+        lease_s = settings.request_timeout_s + settings.reservation_grace_s  # outlasts any attempt
+        states = RedisChannelState(settings.redis_url, lease_s=lease_s)
     store = ChannelStore(res.session, SecretBox(res.secrets.channel_key))
     engine = RelayEngine(
         ChannelDirectory(store.list, reload_s=res.settings.channel_reload_s),
-        router=Router(base_cooldown_s=res.settings.relay_cooldown_s),
+        router=Router(base_cooldown_s=res.settings.relay_cooldown_s, states=states),
         metrics=res.metrics,
         guard=DownloadGuard(tuple(res.settings.relay_download_hosts)),
     )

@@ -175,7 +175,7 @@ class RelayEngine:
         throttled: list[float] = []  # Retry-After of upstream 429s
         while True:
             try:
-                channel = self.router.acquire(channels, op, tier, tried)
+                channel = await self.router.acquire(channels, op, tier, tried)
             except NoChannel:
                 raise EngineUnavailable(
                     f"no upstream channel serves {op.official_path}"
@@ -201,7 +201,7 @@ class RelayEngine:
                 # a timed-out upstream may still generate (and bill) the images
                 record("timeout" if exc.timed_out else exc.outcome.value, exc.status,
                        request.num_images if exc.timed_out else 0)
-                self.router.release(channel, exc.outcome, exc.retry_after)
+                await self.router.release(channel, exc.outcome, exc.retry_after)
                 self.metrics.upstream_attempts.labels(channel.name, exc.outcome.value).inc()
                 self.metrics.channel_cooldown.labels(channel.name).set(1)
                 failures.append(f"{channel.name}: {exc.reason}")
@@ -214,24 +214,24 @@ class RelayEngine:
                 continue
             except (UpstreamRejected, SafetyRejected) as exc:
                 record("rejected", exc.status, 0)
-                self.router.release(channel, Outcome.OK)
+                await self.router.release(channel, Outcome.OK)
                 self.metrics.upstream_attempts.labels(channel.name, "rejected").inc()
                 raise
             except DownloadFailed as exc:
                 record("download_failed", 200, exc.produced)
-                self.router.release(channel, Outcome.OK)
+                await self.router.release(channel, Outcome.OK)
                 self.metrics.upstream_attempts.labels(channel.name, "download_failed").inc()
                 raise UpstreamFailed(f"{channel.name}: could not download the generated images: {exc}") from None
             except BaseException:
                 record("error", None, 0)
-                self.router.release(channel, Outcome.FAILED)
+                await self.router.release(channel, Outcome.FAILED)
                 raise
             finally:
                 self.metrics.channel_in_flight.labels(channel.name).dec()
             produced = len(result.images) if isinstance(result, ImageResult) else 1
             record("ok", 200, produced)
             ctx.channel = channel.name
-            self.router.release(channel, Outcome.OK)
+            await self.router.release(channel, Outcome.OK)
             self.metrics.upstream_attempts.labels(channel.name, "ok").inc()
             self.metrics.channel_cooldown.labels(channel.name).set(0)
             return result

@@ -6,7 +6,11 @@ each consecutive failure (or the upstream's ``Retry-After``, whichever is longer
 time is up it is half-open: one probe request may go through, and its outcome closes the
 breaker or opens it again. Per-channel in-flight limits are respected.
 
-The state is per process for now; ``ChannelState`` is the unit a shared (Redis) backend replaces.
+The choice is made here; the state it reads and changes (in-flight slots, failures, cooldown
+deadline, the half-open probe) sits behind ``ChannelStates``: ``MemoryChannelState`` for one
+process, ``RedisChannelState`` (``relay.redis_state``) shared by every process on one Redis.
+Taking a slot is one atomic check-and-take, so two processes can never both take the last slot
+or both send the half-open probe.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from ...domain.errors import RateLimited
 from ...domain.operations import Operation
@@ -27,6 +32,57 @@ class Outcome(StrEnum):
     OK = "ok"  # includes the upstream rejecting the caller's input: the channel itself is fine
     FAILED = "failed"  # 429, 5xx, timeout, connection error, malformed response
     AUTH = "auth"  # 401/403/402 from the upstream: the channel's key is bad or out of credit
+
+
+BUSY_WAIT_S = 1.0  # the Retry-After for a channel at its in-flight limit or with a probe out
+
+
+@dataclass(frozen=True)
+class CooldownPolicy:
+    base_s: float = 5.0
+    max_s: float = 300.0
+    auth_s: float = 300.0
+
+    def cooldown(self, failures: int, outcome: Outcome, retry_after: float | None) -> float:
+        """How long a channel cools down after its ``failures``-th consecutive failure."""
+        if outcome is Outcome.AUTH:
+            cooldown = self.auth_s
+        else:
+            cooldown = min(self.max_s, self.base_s * 2.0 ** min(failures - 1, 64))
+        if retry_after:
+            cooldown = max(cooldown, min(retry_after, self.max_s))
+        return cooldown
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    """A backend-neutral view of one channel's state (for tests, listings and metrics)."""
+
+    in_flight: int
+    failures: int
+    cooldown_left_s: float  # 0 when not cooling
+    probing: bool
+
+    @property
+    def cooling(self) -> bool:
+        return self.cooldown_left_s > 0
+
+
+class ChannelStates(Protocol):
+    async def take(self, name: str, max_in_flight: int) -> float | None:
+        """Atomically take an in-flight slot of ``name`` if it is below ``max_in_flight``, not
+        cooling, and (when half-open) no probe is out; the slot is then the probe. None when
+        taken, else the seconds to wait (cooldown left, or ``BUSY_WAIT_S``)."""
+        ...
+
+    async def give_back(self, name: str, outcome: Outcome, retry_after: float | None, policy: CooldownPolicy) -> None:
+        """Free one slot taken by this process and record the outcome: OK closes the breaker,
+        a failure counts and (re)opens it for ``policy.cooldown(...)``; any release ends a probe."""
+        ...
+
+    async def status(self, name: str) -> ChannelStatus: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -43,6 +99,49 @@ class ChannelState:
         return self.failures > 0 and not self.cooling(now)
 
 
+class MemoryChannelState:
+    """Per-process state (no awaits inside, so each operation is atomic on the event loop)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.states: dict[str, ChannelState] = {}
+
+    def state(self, name: str) -> ChannelState:
+        return self.states.setdefault(name, ChannelState())
+
+    async def take(self, name: str, max_in_flight: int) -> float | None:
+        now = self.clock()
+        st = self.state(name)
+        if st.cooling(now):
+            return st.open_until - now
+        if st.in_flight >= max_in_flight or (st.half_open(now) and st.probing):
+            return BUSY_WAIT_S
+        st.in_flight += 1
+        if st.half_open(now):
+            st.probing = True
+        return None
+
+    async def give_back(self, name: str, outcome: Outcome, retry_after: float | None, policy: CooldownPolicy) -> None:
+        st = self.state(name)
+        st.in_flight = max(0, st.in_flight - 1)
+        st.probing = False
+        if outcome is Outcome.OK:
+            st.failures = 0
+            st.open_until = 0.0
+            return
+        st.failures += 1
+        st.open_until = self.clock() + policy.cooldown(st.failures, outcome, retry_after)
+
+    async def status(self, name: str) -> ChannelStatus:
+        st = self.state(name)
+        now = self.clock()
+        return ChannelStatus(st.in_flight, st.failures, max(0.0, st.open_until - now) if st.cooling(now) else 0.0,
+                             st.probing)
+
+    async def aclose(self) -> None:
+        return None
+
+
 class NoChannel(Exception):
     """No channel serves this operation at all (→ 503 from the engine)."""
 
@@ -56,18 +155,14 @@ class Router:
         auth_cooldown_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        states: ChannelStates | None = None,
     ) -> None:
-        self.base_cooldown_s = base_cooldown_s
-        self.max_cooldown_s = max_cooldown_s
-        self.auth_cooldown_s = auth_cooldown_s
-        self.clock = clock
+        """``clock`` is the memory state's clock; a shared state keeps its own (Redis ``TIME``)."""
+        self.policy = CooldownPolicy(base_cooldown_s, max_cooldown_s, auth_cooldown_s)
         self.rng = rng or random.Random()
-        self.states: dict[str, ChannelState] = {}
+        self.states: ChannelStates = states if states is not None else MemoryChannelState(clock)
 
-    def state(self, name: str) -> ChannelState:
-        return self.states.setdefault(name, ChannelState())
-
-    def acquire(
+    async def acquire(
         self, channels: Iterable[Channel], operation: Operation, tier: str | None, tried: set[str]
     ) -> Channel | None:
         """A channel for the next attempt, with its in-flight slot taken; None when every
@@ -79,46 +174,31 @@ class Router:
         untried = [c for c in eligible if c.name not in tried]
         if not untried:
             return None
-        now = self.clock()
         waits: list[float] = []
         for priority in sorted({c.priority for c in untried}, reverse=True):
-            ready: list[Channel] = []
-            for c in (c for c in untried if c.priority == priority):
-                st = self.state(c.name)
-                if st.cooling(now):
-                    waits.append(st.open_until - now)
-                elif st.in_flight >= c.max_in_flight or (st.half_open(now) and st.probing):
-                    waits.append(1.0)
-                else:
-                    ready.append(c)
-            if ready:
-                chosen = self.rng.choices(ready, weights=[c.weight for c in ready])[0]
-                st = self.state(chosen.name)
-                st.in_flight += 1
-                if st.half_open(now):
-                    st.probing = True
-                return chosen
+            # Weighted random among the tier's ready channels: draw by weight, try to take a
+            # slot atomically, and draw again among the rest if that one is busy or cooling.
+            candidates = [c for c in untried if c.priority == priority]
+            while candidates:
+                chosen = self.rng.choices(candidates, weights=[c.weight for c in candidates])[0]
+                wait = await self.states.take(chosen.name, chosen.max_in_flight)
+                if wait is None:
+                    return chosen
+                waits.append(wait)
+                candidates.remove(chosen)
         if tried:
             return None  # the caller reports the failures it has seen
         retry_after = max(1, math.ceil(min(waits))) if waits else 1
         raise RateLimited("every upstream channel for this operation is busy or cooling down", retry_after)
 
-    def release(self, channel: Channel, outcome: Outcome, retry_after: float | None = None) -> None:
-        st = self.state(channel.name)
-        st.in_flight = max(0, st.in_flight - 1)
-        st.probing = False
-        if outcome is Outcome.OK:
-            st.failures = 0
-            st.open_until = 0.0
-            return
-        st.failures += 1
-        if outcome is Outcome.AUTH:
-            cooldown = self.auth_cooldown_s
-        else:
-            cooldown = min(self.max_cooldown_s, self.base_cooldown_s * 2 ** (st.failures - 1))
-        if retry_after:
-            cooldown = max(cooldown, min(retry_after, self.max_cooldown_s))
-        st.open_until = self.clock() + cooldown
+    async def release(self, channel: Channel, outcome: Outcome, retry_after: float | None = None) -> None:
+        await self.states.give_back(channel.name, outcome, retry_after, self.policy)
 
-    def cooling(self, name: str) -> bool:
-        return self.state(name).cooling(self.clock())
+    async def status(self, name: str) -> ChannelStatus:
+        return await self.states.status(name)
+
+    async def cooling(self, name: str) -> bool:
+        return (await self.states.status(name)).cooling
+
+    async def aclose(self) -> None:
+        await self.states.aclose()
