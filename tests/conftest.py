@@ -96,9 +96,12 @@ def start_server(tmp_path: Path) -> Iterator:
     stack: list[ThreadedServer] = []
     clients: list[httpx.Client] = []
 
-    def start(engines: dict | str | None = None, **overrides) -> Running:  # type: ignore[no-untyped-def]
-        """``engines``: None → no engines at all; "config" → the engines the settings configure;
-        a dict → exactly those."""
+    def start(engines: dict | str | None = None, *, engine_config: dict | None = None,
+              **overrides) -> Running:  # type: ignore[no-untyped-def]
+        """``engines``: None → no engines at all; "config" → the engines the settings configure
+        (``engine_config`` sets the settings' ``engines`` table); a dict → exactly those."""
+        if engine_config is not None:
+            overrides["engines"] = engine_config
         port = free_port()
         data_dir = tmp_path / f"data-{port}"
         settings = load_settings(data_dir=data_dir, port=port, **overrides)
@@ -143,3 +146,31 @@ def mask_bytes(width: int, height: int, fmt: str = "PNG") -> bytes:
     arr = np.full((height, width), 255, np.uint8)
     arr[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 0
     return encode(arr, fmt)
+
+
+def _service_required() -> bool:
+    return os.environ.get("IDEOHUB_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards. CI (IDEOHUB_REQUIRE_SERVICES=1)
+    fails rather than skips when PostgreSQL is unreachable."""
+    import secrets as _secrets
+
+    import psycopg
+
+    base = os.environ.get("IDEOHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if _service_required():
+            pytest.fail(f"PostgreSQL is required but unreachable at {base}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {base}")
+    name = f"ideohub_t_{_secrets.token_hex(6)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -397,6 +397,26 @@ def db_upgrade(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     err.print("database is at the latest revision")
 
 
+@app.command()
+def sweep(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Run the sweeper once: delete expired images, release reservations abandoned by a
+    crashed process, drop usage past its retention. (``serve`` runs it periodically.)"""
+    from .media.storage import LocalStorage
+    from .service import Service
+    from .store.ledger import Ledger
+
+    settings = _settings(data_dir, config)
+
+    async def go(repo: Repository) -> tuple[int, int]:
+        ledger = Ledger(repo.session)
+        released = await ledger.release_expired()
+        service = Service(settings, repo, LocalStorage(settings.images_dir), None, {}, None, ledger=ledger)  # type: ignore[arg-type]
+        return released, await service.sweep()
+
+    released, deleted = _with_repo(settings, go)
+    print(f"released {released} reservations, deleted {deleted} expired images")
+
+
 @app.command("rotate-signing-key")
 def rotate_signing_key(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Add a new URL-signing key; links signed with older keys keep working."""
