@@ -417,10 +417,6 @@ class V3GenerateRequest(_V3Styled):
             return V3_RESOLUTIONS[self.resolution]
         return size_for_aspect(self.aspect_ratio or AspectRatioV3.R_1x1)
 
-    @property
-    def uses_character_reference(self) -> bool:
-        return bool(self.character_reference_images)
-
 
 @dataclass(frozen=True, kw_only=True)
 class V3RemixRequest(V3GenerateRequest):
@@ -454,10 +450,6 @@ class V3EditRequest(_V3Styled):
         _check_prompt(self.prompt)
         check_mask(self.mask, self.image)
         _check_v3_style(self, has_style_type=True)
-
-    @property
-    def uses_character_reference(self) -> bool:
-        return bool(self.character_reference_images)
 
 
 @dataclass(frozen=True, kw_only=True)

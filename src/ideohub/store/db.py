@@ -17,22 +17,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def sync_url(url: str) -> str:
+def _with_driver(url: str, sqlite_driver: str) -> str:
     u = make_url(url)
-    if u.get_backend_name() == "sqlite":
-        return u.set(drivername="sqlite").render_as_string(hide_password=False)
-    if u.get_backend_name() == "postgresql":
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        return u.set(drivername=sqlite_driver).render_as_string(hide_password=False)
+    if backend == "postgresql":
         return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
+
+
+def sync_url(url: str) -> str:
+    """For Alembic: sqlite3 or psycopg."""
+    return _with_driver(url, "sqlite")
 
 
 def async_url(url: str) -> str:
-    u = make_url(url)
-    if u.get_backend_name() == "sqlite":
-        return u.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    if u.get_backend_name() == "postgresql":
-        return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
+    """For the server: aiosqlite or psycopg's async mode."""
+    return _with_driver(url, "sqlite+aiosqlite")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
