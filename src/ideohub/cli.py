@@ -102,9 +102,10 @@ def serve(
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key")] = "",
     account: Annotated[str | None, typer.Option("--account", help="Account id (default: the unlimited default account)")] = None,
-    rpm: Annotated[int | None, typer.Option("--rpm", min=1, help="Requests per minute")] = None,
-    max_images: Annotated[int | None, typer.Option("--max-images-in-flight", min=1, help="Concurrent images")] = None,
-    expires_in_days: Annotated[float | None, typer.Option("--expires-in-days", help="Expiry")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=2**31 - 1, help="Requests per minute")] = None,
+    max_images: Annotated[int | None, typer.Option("--max-images-in-flight", min=1, max=2**31 - 1,
+                                                   help="Concurrent images")] = None,
+    expires_in_days: Annotated[float | None, typer.Option("--expires-in-days", help="Expiry (days from now)")] = None,
     operations: Annotated[str | None, typer.Option("--operations", help="Allowed, comma-separated")] = None,
     spend_cap: Annotated[str | None, typer.Option("--spend-cap", help="Most this key may spend, USD")] = None,
     data_dir: DataDir = None,
@@ -123,6 +124,11 @@ def keys_create(
             err.print(f"[red]unknown operation {op!r}[/red]; known: {', '.join(o.value for o in Operation)}")
             raise typer.Exit(2)
 
+    cap = _usd(spend_cap) if spend_cap is not None else None
+    if cap is not None and cap < 0:
+        err.print("[red]--spend-cap must not be negative[/red]")
+        raise typer.Exit(2)
+
     async def go(repo: Repository):  # type: ignore[no-untyped-def]
         account_id = account or DEFAULT_ACCOUNT
         if await Ledger(repo.session).get_account(account_id) is None:
@@ -132,8 +138,8 @@ def keys_create(
             name, account_id=account_id,
             rpm=rpm if rpm is not None else settings.default_rpm,
             max_images_in_flight=max_images if max_images is not None else settings.default_max_images_in_flight,
-            expires_at=datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None,
-            allowed_operations=allowed, spend_cap_micros=_usd(spend_cap) if spend_cap is not None else None,
+            expires_at=datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None,
+            allowed_operations=allowed, spend_cap_micros=cap,
         )
 
     row, plaintext = _with_repo(settings, go)
@@ -408,10 +414,10 @@ def sweep(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     settings = _settings(data_dir, config)
 
     async def go(repo: Repository) -> tuple[int, int]:
-        ledger = Ledger(repo.session)
-        released = await ledger.release_expired()
-        service = Service(settings, repo, LocalStorage(settings.images_dir), None, {}, None, ledger=ledger)  # type: ignore[arg-type]
-        return released, await service.sweep()
+        service = Service(settings, repo, LocalStorage(settings.images_dir), None, {}, None,  # type: ignore[arg-type]
+                          ledger=Ledger(repo.session))
+        deleted = await service.sweep()
+        return service.last_released, deleted
 
     released, deleted = _with_repo(settings, go)
     print(f"released {released} reservations, deleted {deleted} expired images")

@@ -73,6 +73,7 @@ class Service:
         self.prices = prices or PriceTable.load()
         self.limiter: Limiter = limiter or MemoryLimiter(lease_s=settings.request_timeout_s + settings.reservation_grace_s)
         self._banned = [t.lower() for t in settings.banned_prompt_terms if t.strip()]
+        self.last_released = 0
         self._reservation_ttl = timedelta(seconds=settings.request_timeout_s + settings.reservation_grace_s)
 
     async def handle(
@@ -232,19 +233,20 @@ class Service:
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete expired images (file and row), release abandoned reservations, drop usage past
-        its retention; returns how many images were deleted."""
+        its retention; returns how many images were deleted (``last_released``: reservations)."""
         now = now or utcnow()
-        released = await self.ledger.release_expired(now)
-        if released:
-            log.warning('{"sweeper": "released abandoned reservations", "count": %d}', released)
-        await self.repo.delete_usage_before(now - timedelta(days=self.settings.usage_retention_days))
+        self.last_released = await self.ledger.release_expired(now)
+        if self.last_released:
+            log.warning('{"sweeper": "released abandoned reservations", "count": %d}', self.last_released)
         total = 0
         while True:
             expired = await self.repo.expired_images(now)
             if not expired:
-                return total
+                break
             for row in expired:
                 await self.storage.delete(row.storage_key)
             await self.repo.delete_images([r.id for r in expired])
             total += len(expired)
+        await self.repo.delete_usage_before(now - timedelta(days=self.settings.usage_retention_days))
+        return total
 

@@ -41,11 +41,19 @@ State = Annotated[Any, Depends(require_admin)]
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
+INT32_MAX = 2**31 - 1
+MAX_USD = Decimal(1_000_000_000)  # far beyond any real amount, far inside a BIGINT of micro-dollars
+
+
 def parse_usd(value: str | float | int, field: str) -> int:
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise InvalidRequest(field, "must be a decimal number of US dollars") from None
+    if not amount.is_finite():  # NaN, sNaN, Infinity: Decimal parses them, arithmetic on them raises
+        raise InvalidRequest(field, "must be a decimal number of US dollars")
+    if abs(amount) > MAX_USD:
+        raise InvalidRequest(field, f"must be at most {MAX_USD} US dollars")
     micros = (amount * 1_000_000).to_integral_value()
     if micros != amount * 1_000_000:
         raise InvalidRequest(field, "has more precision than a micro-dollar")
@@ -87,9 +95,9 @@ class BalanceOut(BaseModel):
 
 class KeyIn(BaseModel):
     account_id: str = DEFAULT_ACCOUNT
-    name: str = ""
-    rpm: int | None = Field(default=None, ge=1)
-    max_images_in_flight: int | None = Field(default=None, ge=1)
+    name: str = Field(default="", max_length=200)  # the column's width: longer is a 500 on PostgreSQL
+    rpm: int | None = Field(default=None, ge=1, le=INT32_MAX)  # an INTEGER column
+    max_images_in_flight: int | None = Field(default=None, ge=1, le=INT32_MAX)
     expires_at: datetime | None = None
     allowed_operations: list[str] | None = None
     spend_cap_usd: str | None = None
@@ -173,10 +181,12 @@ async def topup(account_id: str, body: TopupIn, state: State) -> BalanceOut:
 async def create_key(body: KeyIn, state: State) -> KeyCreated:
     if await state.service.ledger.get_account(body.account_id) is None:
         raise InvalidRequest("account_id", f"no account {body.account_id}")
+    spend_cap = parse_usd(body.spend_cap_usd, "spend_cap_usd") if body.spend_cap_usd is not None else None
+    if spend_cap is not None and spend_cap < 0:
+        raise InvalidRequest("spend_cap_usd", "must not be negative")
     row, plaintext = await state.repo.create_key(
         body.name, account_id=body.account_id, rpm=body.rpm, max_images_in_flight=body.max_images_in_flight,
-        expires_at=body.expires_at, allowed_operations=body.allowed_operations,
-        spend_cap_micros=parse_usd(body.spend_cap_usd, "spend_cap_usd") if body.spend_cap_usd is not None else None,
+        expires_at=body.expires_at, allowed_operations=body.allowed_operations, spend_cap_micros=spend_cap,
     )
     return KeyCreated(**KeyOut.of(row).model_dump(), key=plaintext)
 

@@ -37,7 +37,9 @@ def usd_to_micros(value: Any) -> int:
 
 
 def micros_to_usd(micros: int) -> str:
-    return str((Decimal(micros) / MICROS).quantize(Decimal("0.000001")).normalize()) if micros else "0"
+    """``1_250_000`` → ``"1.25"``, ``10_000_000`` → ``"10"`` (never exponent notation)."""
+    text = f"{Decimal(micros) / MICROS:.6f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @dataclass(frozen=True)

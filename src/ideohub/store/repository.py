@@ -152,9 +152,12 @@ class Repository:
         """Retention: usage older than the cutoff goes (the ledger is kept: it is the money's history)."""
         async with self.session.begin() as s:
             await s.execute(delete(UpstreamAttempt).where(UpstreamAttempt.created_at < cutoff))
-            old = select(RequestRecord.id).where(RequestRecord.created_at < cutoff)
-            await s.execute(delete(StoredImage).where(StoredImage.request_id.in_(old)))
-            await s.execute(delete(RequestRecord).where(RequestRecord.created_at < cutoff))
+            # a request whose images are still being served stays until the image sweeper removes them
+            await s.execute(
+                delete(RequestRecord).where(
+                    RequestRecord.created_at < cutoff, RequestRecord.id.notin_(select(StoredImage.request_id))
+                )
+            )
 
     # ------------------------------------------------------------ images
 
