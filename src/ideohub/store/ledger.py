@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ..domain.errors import NotFound, PaymentRequired
@@ -19,6 +19,46 @@ from .models import Account, ApiKey, LedgerEntry, RequestRecord, Reservation
 from .repository import new_id, utcnow
 
 DEFAULT_ACCOUNT = "acct_default"
+
+# The per-request path (reserve, then settle | refund | release) as Core statements on the tables,
+# built once: the same SQL, in the same transactions, as the ORM-enabled ``update(Account)`` and
+# ``session.add`` emitted, without the ORM's per-statement work (statement construction, bulk-update
+# evaluation, unit-of-work flush): that was about half the client CPU of a request's money handling
+# on PostgreSQL and two thirds on SQLite (bench/billing.py).
+_accounts, _keys = Account.__table__, ApiKey.__table__
+_reservations, _ledger, _requests = Reservation.__table__, LedgerEntry.__table__, RequestRecord.__table__
+_HOLD = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("account"),
+           or_(_accounts.c.unlimited.is_(True), _accounts.c.balance_micros >= bindparam("amount")))
+    .values(balance_micros=_accounts.c.balance_micros - bindparam("amount"))
+    .returning(_accounts.c.balance_micros)
+)
+_COMMIT_KEY = (
+    update(_keys)
+    .where(_keys.c.id == bindparam("key"),
+           or_(_keys.c.spend_cap_micros.is_(None),
+               _keys.c.committed_micros + bindparam("amount") <= _keys.c.spend_cap_micros))
+    .values(committed_micros=_keys.c.committed_micros + bindparam("amount"))
+    .returning(_keys.c.committed_micros)
+)
+_CLOSE = (
+    update(_reservations)
+    .where(_reservations.c.request_id == bindparam("rid"), _reservations.c.state == "held")
+    .values(state=bindparam("new_state"))
+    .returning(_reservations.c.account_id, _reservations.c.key_id, _reservations.c.amount_micros)
+)
+_GIVE_BACK = (
+    update(_accounts).where(_accounts.c.id == bindparam("account"))
+    .values(balance_micros=_accounts.c.balance_micros + bindparam("back")).returning(_accounts.c.balance_micros)
+)
+_UNCOMMIT_KEY = (
+    update(_keys).where(_keys.c.id == bindparam("key"))
+    .values(committed_micros=_keys.c.committed_micros - bindparam("back"))
+)
+_PRICE = update(_requests).where(_requests.c.id == bindparam("rid")).values(price_micros=bindparam("charge"))
+_INSERT_RESERVATION = insert(_reservations)
+_INSERT_ENTRY = insert(_ledger)
 
 
 class Ledger:
@@ -61,12 +101,7 @@ class Ledger:
     ) -> int:
         """Hold ``amount`` before any work; 402 if the balance or the key's cap cannot cover it."""
         async with self.session.begin() as s:
-            balance = await s.scalar(
-                update(Account)
-                .where(Account.id == account_id, or_(Account.unlimited.is_(True), Account.balance_micros >= amount))
-                .values(balance_micros=Account.balance_micros - amount)
-                .returning(Account.balance_micros)
-            )
+            balance = await s.scalar(_HOLD, {"account": account_id, "amount": amount})
             if balance is None:
                 have = await s.scalar(select(Account.balance_micros).where(Account.id == account_id))
                 if have is None:
@@ -76,19 +111,15 @@ class Ledger:
                     f"the account has ${micros_to_usd(have)}"
                 )
             if key_id is not None:
-                committed = await s.scalar(
-                    update(ApiKey)
-                    .where(ApiKey.id == key_id, or_(ApiKey.spend_cap_micros.is_(None),
-                                                    ApiKey.committed_micros + amount <= ApiKey.spend_cap_micros))
-                    .values(committed_micros=ApiKey.committed_micros + amount)
-                    .returning(ApiKey.committed_micros)
-                )
+                committed = await s.scalar(_COMMIT_KEY, {"key": key_id, "amount": amount})
                 if committed is None:
                     raise PaymentRequired("this key's spending cap would be exceeded by this request")  # rolls back
             now = utcnow()
-            s.add(Reservation(request_id=request_id, account_id=account_id, key_id=key_id, amount_micros=amount,
-                              state="held", created_at=now, expires_at=now + ttl))
-            s.add(self._entry(account_id, key_id, request_id, "reserve", -amount, balance))
+            await s.execute(_INSERT_RESERVATION, {
+                "request_id": request_id, "account_id": account_id, "key_id": key_id, "amount_micros": amount,
+                "state": "held", "created_at": now, "expires_at": now + ttl,
+            })
+            await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, "reserve", -amount, balance))
         return balance
 
     async def settle(self, request_id: str, charge: int) -> bool:
@@ -121,29 +152,21 @@ class Ledger:
 
     async def _close(self, request_id: str, state: str, charge: int) -> bool:
         async with self.session.begin() as s:
-            row = (await s.execute(
-                update(Reservation)
-                .where(Reservation.request_id == request_id, Reservation.state == "held")
-                .values(state=state)
-                .returning(Reservation.account_id, Reservation.key_id, Reservation.amount_micros)
-            )).first()
+            row = (await s.execute(_CLOSE, {"rid": request_id, "new_state": state})).first()
             if row is None:
                 return False
             account_id, key_id, amount = row
             charge = max(0, min(charge, amount))
             back = amount - charge
-            balance = await s.scalar(
-                update(Account).where(Account.id == account_id)
-                .values(balance_micros=Account.balance_micros + back).returning(Account.balance_micros)
-            )
+            # the request's price before the balance: it locks only this request's row, so the
+            # account's row (hot when many requests share an account) is held one statement less
+            await s.execute(_PRICE, {"rid": request_id, "charge": charge})
+            balance = await s.scalar(_GIVE_BACK, {"account": account_id, "back": back})
             if key_id is not None and back:
-                await s.execute(
-                    update(ApiKey).where(ApiKey.id == key_id).values(committed_micros=ApiKey.committed_micros - back)
-                )
+                await s.execute(_UNCOMMIT_KEY, {"key": key_id, "back": back})
             kind = {"settled": "settle", "refunded": "refund", "released": "release"}[state]
             note = f"charged {charge}" if state == "settled" else None
-            s.add(self._entry(account_id, key_id, request_id, kind, back, balance, note))
-            await s.execute(update(RequestRecord).where(RequestRecord.id == request_id).values(price_micros=charge))
+            await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, kind, back, balance, note))
         return True
 
     # ------------------------------------------------------------ reading
@@ -168,3 +191,9 @@ class Ledger:
         return LedgerEntry(account_id=account_id, key_id=key_id, request_id=request_id, kind=kind,
                            amount_micros=amount, balance_after=balance, note=note, created_at=utcnow())
 
+    @staticmethod
+    def _row(account_id: str, key_id: str | None, request_id: str | None, kind: str, amount: int, balance: int,
+             note: str | None = None) -> dict:
+        """A ledger row's values for ``_INSERT_ENTRY`` (what ``_entry`` is for the ORM)."""
+        return {"account_id": account_id, "key_id": key_id, "request_id": request_id, "kind": kind,
+                "amount_micros": amount, "balance_after": balance, "note": note, "created_at": utcnow()}
