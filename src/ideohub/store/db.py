@@ -51,11 +51,14 @@ def configure_sqlite(engine: Engine) -> None:
         event.listen(engine, "connect", _sqlite_pragmas)
 
 
-def create_engine_async(url: str) -> AsyncEngine:
+def create_engine_async(url: str, *, pool_size: int | None = None, max_overflow: int | None = None) -> AsyncEngine:
+    """``pool_size`` / ``max_overflow``: SQLAlchemy's queue pool (defaults 5 and 10), e.g. to give
+    every concurrent task its own connection (bench/billing.py)."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database:
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(async_url(url), pool_pre_ping=u.get_backend_name() != "sqlite")
+    pool = {k: v for k, v in (("pool_size", pool_size), ("max_overflow", max_overflow)) if v is not None}
+    engine = create_async_engine(async_url(url), pool_pre_ping=u.get_backend_name() != "sqlite", **pool)
     configure_sqlite(engine.sync_engine)
     return engine
 

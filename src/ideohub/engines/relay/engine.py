@@ -36,6 +36,7 @@ from .wire import MalformedResponse, UpstreamImage, parse_descriptions, parse_im
 
 log = logging.getLogger("ideohub.relay")
 
+
 DEFAULT_DOWNLOAD_HOSTS = ("ideogram.ai", "*.ideogram.ai", "*.cloudfront.net")
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
