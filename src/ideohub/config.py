@@ -37,10 +37,22 @@ class Settings(BaseSettings):
     signing_key_id: str | None = None  # active key id; default: the newest in data_dir/secrets.json
     sweep_interval_s: float = 600.0
 
-    # input limits
-    max_upload_bytes: int = 25 * 1024 * 1024
+    # connections (api/server.py): a slow or greedy client never holds the server
+    header_timeout_s: float = 30.0  # accept (or the end of the previous response) → complete request headers
+    keepalive_timeout_s: float = 5.0  # idle time allowed between requests on one connection
+    body_timeout_s: float = 60.0  # the longest wait for the next piece of a request body → 408
+    max_connections: int = 1000  # open connections at once; beyond it new ones get 503 and are closed
+    max_connections_per_client: int = 100  # per client address (the forwarded one from a trusted proxy) → 429
+    trusted_proxies: list[str] = Field(default_factory=list)  # addresses/networks whose X-Forwarded-For is believed
+
+    # request bodies, enforced while streaming (chunked or not)
+    max_body_bytes: int = 80 * 1024 * 1024  # a whole image request (multipart with files)
+    max_text_body_bytes: int = 1024 * 1024  # JSON and urlencoded bodies (they carry no files)
+    max_small_body_bytes: int = 64 * 1024  # routes that take no API key (admin, and everything else)
+    max_upload_bytes: int = 25 * 1024 * 1024  # one file part
+    max_parts: int = 64  # multipart parts, used or not
+    max_text_chars: int = 10_000  # any text field (prompts: Ideogram's limit)
     max_input_pixels: int = 4096 * 4096
-    max_body_bytes: int = 80 * 1024 * 1024
 
     # engines: operation name (e.g. "upscale", "v3-generate") → engine name; see engines.registry
     engines: dict[str, str] = Field(default_factory=lambda: {"upscale": "local-upscaler", "*": "relay"})
@@ -54,6 +66,7 @@ class Settings(BaseSettings):
     channel_reload_s: float = 1.0
     relay_download_hosts: list[str] = Field(default_factory=lambda: ["ideogram.ai", "*.ideogram.ai", "*.cloudfront.net"])
     relay_cooldown_s: float = 5.0
+    max_download_bytes: int = 64 * 1024 * 1024  # one upstream image, enforced while reading
 
     # billing and limits
     prices: dict[str, dict[str, Any]] = Field(default_factory=dict)  # overrides of the shipped price table
@@ -64,6 +77,7 @@ class Settings(BaseSettings):
     usage_retention_days: int = 90
     redis_url: str | None = None  # shared rate limits and channel state across processes
     admin_token: str | None = None  # enables the admin API (Authorization: Bearer <token>)
+    metrics_token: str | None = None  # /metrics: loopback clients only, unless this is set (then Bearer <token>)
 
     # the bounded pool for heavy work
     workers: int = 1
@@ -84,7 +98,7 @@ class Settings(BaseSettings):
     def _engines_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
 
-    @field_validator("channels", "relay_download_hosts", "prices", "groups", mode="before")
+    @field_validator("channels", "relay_download_hosts", "prices", "groups", "trusted_proxies", mode="before")
     @classmethod
     def _list_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
