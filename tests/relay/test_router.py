@@ -1,6 +1,6 @@
-"""Routing: priority tiers, weights, no reuse of a tried channel, cooldown with half-open
-probing, in-flight limits and 429 when everything is busy (with the per-process state; the
-shared Redis state runs the same scenarios in tests/test_redis_limits.py)."""
+"""Routing: priority tiers, weights, no reuse of a tried channel, filters, and the cooldown
+policy. The channel state the router reads (in-flight slots, cooldowns, half-open probes, 429
+with Retry-After) is proven once for both backends in tests/test_state_contract.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections import Counter
 
 import pytest
 
-from ideohub.domain.errors import RateLimited
 from ideohub.domain.operations import Operation
 from ideohub.engines.relay.channels import Channel
 from ideohub.engines.relay.router import CooldownPolicy, MemoryChannelState, NoChannel, Outcome, Router
@@ -84,55 +83,6 @@ def test_retries_never_reuse_a_tried_channel_and_end_with_none():
     assert sorted(asyncio.run(go())) == ["a", "b", "c"]
 
 
-def test_cooldown_doubles_honours_retry_after_and_recovers_through_one_probe():
-    async def go() -> None:
-        clock = Clock()
-        r = router(clock)
-        a = ch("a")
-        c = await r.acquire([a], OP, None, set())
-        await r.release(c, Outcome.FAILED)
-        assert await r.cooling("a")
-        with pytest.raises(RateLimited) as info:
-            await r.acquire([a], OP, None, set())
-        assert info.value.retry_after == 5
-        clock.t += 5.1
-        probe = await r.acquire([a], OP, None, set())  # half-open: one probe goes through
-        assert (await r.status("a")).probing
-        with pytest.raises(RateLimited):
-            await r.acquire([a], OP, None, set())  # ...and only one
-        await r.release(probe, Outcome.FAILED)
-        assert (await r.status("a")).cooldown_left_s == pytest.approx(10)  # doubled
-        clock.t += 10.1
-        probe = await r.acquire([a], OP, None, set())
-        await r.release(probe, Outcome.OK)
-        status = await r.status("a")
-        assert not await r.cooling("a") and status.failures == 0 and status.in_flight == 0
-        c = await r.acquire([a], OP, None, set())
-        await r.release(c, Outcome.FAILED, retry_after=42)
-        assert (await r.status("a")).cooldown_left_s == pytest.approx(42)
-        c2 = ch("b")
-        got = await r.acquire([c2], OP, None, set())
-        await r.release(got, Outcome.AUTH)
-        assert (await r.status("b")).cooldown_left_s == pytest.approx(300)
-
-    asyncio.run(go())
-
-
-def test_in_flight_limit_then_429():
-    async def go() -> None:
-        r = router()
-        a = ch("a", max_in_flight=2)
-        held = [await r.acquire([a], OP, None, set()) for _ in range(2)]
-        assert (await r.status("a")).in_flight == 2
-        with pytest.raises(RateLimited) as info:
-            await r.acquire([a], OP, None, set())
-        assert info.value.status == 429 and info.value.retry_after >= 1
-        await r.release(held[0], Outcome.OK)
-        assert await r.acquire([a], OP, None, set()) is a
-
-    asyncio.run(go())
-
-
 def test_falls_to_lower_tier_when_the_top_is_cooling():
     async def go() -> None:
         r = router()
@@ -165,5 +115,6 @@ def test_cooldown_policy_caps_and_never_overflows():
     assert [p.cooldown(n, Outcome.FAILED, None) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
     assert p.cooldown(5000, Outcome.FAILED, None) == 60
     assert p.cooldown(1, Outcome.FAILED, 1000) == 60  # Retry-After is capped too
+    assert p.cooldown(1, Outcome.FAILED, float("inf")) == 60 and p.cooldown(1, Outcome.FAILED, float("nan")) == 5
     assert p.cooldown(1, Outcome.AUTH, None) == 300
     assert isinstance(router().states, MemoryChannelState)

@@ -8,12 +8,16 @@ every ``60/rpm`` seconds); allowing it moves TAT forward by ``60/rpm``.
 
 Images in flight are leases (request id → images) that expire after ``lease_s``, so a crashed
 process cannot hold a key's capacity for ever.
+
+Both backends make the same decision from the same inputs; tests/test_state_contract.py runs one
+suite against both, with an injected clock.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from ..domain.errors import RateLimited
@@ -46,7 +50,8 @@ def gcra_decide(tat: float, now: float, rpm: int) -> tuple[bool, float, float]:
 
 
 class MemoryLimiter:
-    def __init__(self, lease_s: float = 900.0, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, lease_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: seconds on any monotonic scale; tests inject one to move time on without sleeping."""
         self._tat: dict[str, float] = {}
         self._leases: dict[str, dict[str, tuple[int, float]]] = {}
         self.lease_s = lease_s

@@ -1,8 +1,9 @@
 """``RedisLimiter``: the ``MemoryLimiter``'s semantics shared by every process on one Redis.
 
-Each decision is one Lua script, so it is atomic across processes, and every script reads the
-time from Redis (``TIME``), never from the calling process, so servers with skewed clocks
-still agree.
+Each decision is one Lua script, so it is atomic across processes, and by default every script
+reads the time from Redis (``TIME``), never from the calling process, so servers with skewed
+clocks still agree. An injected ``clock`` (tests) is passed to the scripts as ``now`` instead.
+Every decision compares stored deadlines with ``now``; key TTLs (real time) only collect garbage.
 
 - Requests per minute: GCRA, the theoretical arrival time (TAT) of the key in a string with a
   TTL (it disappears once it is in the past, which is the same as a fresh key).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -30,18 +32,29 @@ from .limits import WINDOW_S
 
 log = logging.getLogger("ideohub.redis")
 
-# Lua shared by the scripts: the Redis server's clock in seconds, to the microsecond.
+# Lua shared by the scripts: ARGV[1] is ``now`` in seconds from an injected clock, or '' for the
+# Redis server's clock (to the microsecond). Times are stored with full double precision, so a
+# decision here is bit-for-bit the one ``MemoryLimiter`` makes from the same inputs. Key TTLs
+# (real time) only collect garbage; ``pad_ms`` is added to each, an hour when the clock is
+# injected, since such a clock need not keep pace with real time.
 LUA_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function fmt(x) return string.format('%.6f', x) end
+local now
+local pad_ms = 1000
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+  pad_ms = 3600000
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function fmt(x) return string.format('%.17g', x) end
 """
 
-# KEYS[1] TAT key; ARGV[1] interval = 60/rpm, ARGV[2] window = 60
+# KEYS[1] TAT key; ARGV[1] now, ARGV[2] interval = 60/rpm, ARGV[3] window = 60
 # → {1, "0"} allowed (TAT moved on), or {0, "<retry-after seconds>"}
 GCRA_LUA = LUA_NOW + """
-local interval = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
+local interval = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if tat < now then tat = now end
 local allow_at = tat - (window - interval)
@@ -49,17 +62,17 @@ if now < allow_at then
   return {0, fmt(allow_at - now)}
 end
 local new_tat = tat + interval
-redis.call('SET', KEYS[1], fmt(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+redis.call('SET', KEYS[1], fmt(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + pad_ms)
 return {1, '0'}
 """
 
-# KEYS[1] leases zset; ARGV[1] lease id, ARGV[2] images, ARGV[3] limit, ARGV[4] lease_s
+# KEYS[1] leases zset; ARGV[1] now, ARGV[2] lease id, ARGV[3] images, ARGV[4] limit, ARGV[5] lease_s
 # → {1, used before} taken, or {0, used} refused
 ACQUIRE_LUA = LUA_NOW + """
-local lease_id = ARGV[1]
-local images = math.floor(tonumber(ARGV[2]))
-local limit = tonumber(ARGV[3])
-local lease_s = tonumber(ARGV[4])
+local lease_id = ARGV[2]
+local images = math.floor(tonumber(ARGV[3]))
+local limit = tonumber(ARGV[4])
+local lease_s = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now))
 local used, same = 0, nil
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -75,7 +88,7 @@ end
 if same then redis.call('ZREM', KEYS[1], same) end
 redis.call('ZADD', KEYS[1], fmt(now + lease_s), tostring(images) .. ':' .. lease_id)
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + pad_ms)
 return {1, used}
 """
 
@@ -98,6 +111,14 @@ class SharedStateUnavailable(Busy):
 
     def __init__(self, what: str = LIMITS) -> None:
         super().__init__(f"{what} is unreachable; try again shortly", retry_after=2)
+
+
+Clock = Callable[[], float]
+
+
+def now_arg(clock: Clock | None) -> float | str:
+    """The ``now`` argument of every script: the injected clock's reading, or '' for Redis ``TIME``."""
+    return "" if clock is None else float(clock())
 
 
 def connect(url: str) -> Redis:
@@ -123,10 +144,20 @@ async def run_script(script: AsyncScript, keys: list[str], args: list[object], w
 
 
 class RedisLimiter:
-    def __init__(self, url: str, lease_s: float = 900.0, prefix: str = "ideohub:", client: Redis | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        lease_s: float = 900.0,
+        prefix: str = "ideohub:",
+        client: Redis | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """``clock``: None (the default) reads Redis ``TIME``, so every process agrees; tests
+        inject one to move time on without sleeping."""
         self.redis = client or connect(url)
         self.lease_s = lease_s
         self.prefix = prefix
+        self.clock = clock
         self._gcra = self.redis.register_script(GCRA_LUA)
         self._acquire = self.redis.register_script(ACQUIRE_LUA)
         self._release = self.redis.register_script(RELEASE_LUA)
@@ -139,13 +170,14 @@ class RedisLimiter:
 
     async def hit(self, key_id: str, rpm: int) -> None:
         key = self._rpm_key(key_id)
-        allowed, retry = await run_script(self._gcra, [key], [WINDOW_S / rpm, WINDOW_S])  # type: ignore[misc]
+        args = [now_arg(self.clock), WINDOW_S / rpm, WINDOW_S]
+        allowed, retry = await run_script(self._gcra, [key], args)  # type: ignore[misc]
         if not int(allowed):
             raise RateLimited(f"this key is limited to {rpm} requests per minute", math.ceil(float(retry)))
 
     async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:
         taken, used = await run_script(  # type: ignore[misc]
-            self._acquire, [self._images_key(key_id)], [lease_id, images, limit, self.lease_s]
+            self._acquire, [self._images_key(key_id)], [now_arg(self.clock), lease_id, images, limit, self.lease_s]
         )
         if not int(taken):
             raise RateLimited(

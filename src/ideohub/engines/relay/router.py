@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -32,6 +32,7 @@ class Outcome(StrEnum):
     OK = "ok"  # includes the upstream rejecting the caller's input: the channel itself is fine
     FAILED = "failed"  # 429, 5xx, timeout, connection error, malformed response
     AUTH = "auth"  # 401/403/402 from the upstream: the channel's key is bad or out of credit
+    RELEASED = "released"  # no verdict: our own error, the caller's cancellation, our deadline
 
 
 BUSY_WAIT_S = 1.0  # the Retry-After for a channel at its in-flight limit or with a probe out
@@ -43,15 +44,21 @@ class CooldownPolicy:
     max_s: float = 300.0
     auth_s: float = 300.0
 
+    def retry_floor(self, retry_after: float | None) -> float:
+        """The upstream's Retry-After as a lower bound of the cooldown, capped at ``max_s``;
+        0 when it is absent, not positive or not a number."""
+        if retry_after is None or not retry_after > 0:  # also NaN
+            return 0.0
+        return min(float(retry_after), self.max_s)
+
     def cooldown(self, failures: int, outcome: Outcome, retry_after: float | None) -> float:
-        """How long a channel cools down after its ``failures``-th consecutive failure."""
+        """How long a channel cools down after its ``failures``-th consecutive failure (the
+        Redis state computes the same in Lua; the contract suite holds them equal)."""
         if outcome is Outcome.AUTH:
             cooldown = self.auth_s
         else:
             cooldown = min(self.max_s, self.base_s * 2.0 ** min(failures - 1, 64))
-        if retry_after:
-            cooldown = max(cooldown, min(retry_after, self.max_s))
-        return cooldown
+        return max(cooldown, self.retry_floor(retry_after))
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,11 @@ class ChannelStatus:
 
 
 class ChannelStates(Protocol):
+    """Both backends behave identically (tests/test_state_contract.py): a slot (and a probe) is a
+    lease that stops counting ``lease_s`` after it was taken, so a crashed holder cannot block a
+    channel for ever; a breaker that stays quiet for ``state_ttl_s`` after its cooldown ends is
+    forgotten (closed, failures 0)."""
+
     async def take(self, name: str, max_in_flight: int) -> float | None:
         """Atomically take an in-flight slot of ``name`` if it is below ``max_in_flight``, not
         cooling, and (when half-open) no probe is out; the slot is then the probe. None when
@@ -87,56 +99,77 @@ class ChannelStates(Protocol):
 
 @dataclass
 class ChannelState:
-    in_flight: int = 0
-    failures: int = 0
-    open_until: float = 0.0
-    probing: bool = False
+    slots: dict[str, float] = field(default_factory=dict)  # slot token → lease expiry
+    failures: int = 0  # consecutive
+    open_until: float = 0.0  # cooldown deadline
+    probe_until: float = 0.0  # the half-open probe is out until then
 
     def cooling(self, now: float) -> bool:
         return now < self.open_until
 
-    def half_open(self, now: float) -> bool:
-        return self.failures > 0 and not self.cooling(now)
+    def probing(self, now: float) -> bool:
+        return self.probe_until > now
 
 
 class MemoryChannelState:
-    """Per-process state (no awaits inside, so each operation is atomic on the event loop)."""
+    """Per-process state (no awaits inside, so each operation is atomic on the event loop); the
+    same rules as ``RedisChannelState``, step for step."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, lease_s: float = 900.0, state_ttl_s: float = 86400.0
+    ) -> None:
         self.clock = clock
+        self.lease_s = lease_s
+        self.state_ttl_s = state_ttl_s
         self.states: dict[str, ChannelState] = {}
+        self._held: dict[str, list[str]] = {}  # tokens of the slots taken, per channel
+        self._tokens = 0
 
-    def state(self, name: str) -> ChannelState:
-        return self.states.setdefault(name, ChannelState())
+    def state(self, name: str, now: float | None = None) -> ChannelState:
+        """The channel's state at ``now``: expired slots dropped, a long-quiet breaker forgotten."""
+        now = self.clock() if now is None else now
+        st = self.states.setdefault(name, ChannelState())
+        if st.failures > 0 and now >= st.open_until + self.state_ttl_s:
+            st.failures, st.open_until, st.probe_until = 0, 0.0, 0.0
+        st.slots = {token: expiry for token, expiry in st.slots.items() if expiry > now}
+        return st
 
     async def take(self, name: str, max_in_flight: int) -> float | None:
         now = self.clock()
-        st = self.state(name)
+        st = self.state(name, now)
         if st.cooling(now):
             return st.open_until - now
-        if st.in_flight >= max_in_flight or (st.half_open(now) and st.probing):
+        half_open = st.failures > 0
+        if len(st.slots) >= max_in_flight or (half_open and st.probing(now)):
             return BUSY_WAIT_S
-        st.in_flight += 1
-        if st.half_open(now):
-            st.probing = True
+        self._tokens += 1
+        token = str(self._tokens)
+        st.slots[token] = now + self.lease_s
+        self._held.setdefault(name, []).append(token)
+        if half_open:
+            st.probe_until = now + self.lease_s
         return None
 
     async def give_back(self, name: str, outcome: Outcome, retry_after: float | None, policy: CooldownPolicy) -> None:
-        st = self.state(name)
-        st.in_flight = max(0, st.in_flight - 1)
-        st.probing = False
-        if outcome is Outcome.OK:
-            st.failures = 0
-            st.open_until = 0.0
+        now = self.clock()
+        st = self.state(name, now)
+        held = self._held.get(name)
+        if held:
+            st.slots.pop(held.pop(), None)
+        st.probe_until = 0.0
+        if Outcome(outcome) is Outcome.RELEASED:  # the slot is free; failures and cooldown stay as they were
+            return
+        if Outcome(outcome) is Outcome.OK:
+            st.failures, st.open_until = 0, 0.0
             return
         st.failures += 1
-        st.open_until = self.clock() + policy.cooldown(st.failures, outcome, retry_after)
+        st.open_until = now + policy.cooldown(st.failures, Outcome(outcome), retry_after)
 
     async def status(self, name: str) -> ChannelStatus:
-        st = self.state(name)
         now = self.clock()
-        return ChannelStatus(st.in_flight, st.failures, max(0.0, st.open_until - now) if st.cooling(now) else 0.0,
-                             st.probing)
+        st = self.state(name, now)
+        left = st.open_until - now if st.cooling(now) else 0.0
+        return ChannelStatus(len(st.slots), st.failures, left, st.probing(now))
 
     async def aclose(self) -> None:
         return None
