@@ -1,4 +1,10 @@
-"""Validate our responses against Ideogram's official OpenAPI schema (../shared/spec).
+"""Ideogram's official OpenAPI schema as a test oracle: our responses (and, for the sim's
+independence tests, request bodies) are validated against it.
+
+The documents are the ones vendored in the package (``src/ideohub/spec``), each pinned here by
+SHA-256: a changed file fails every test that uses this module instead of moving the oracle
+silently. Responses are checked against ``ideogram-openapi.json``; request bodies against the
+mid-2026 document, the one the simulated upstream enforces.
 
 OpenAPI 3.0's ``nullable`` is turned into JSON Schema's ``null`` type. One named exception:
 V3 operations that keep the input's size (edit, inpaint, replace-background) legitimately
@@ -9,18 +15,37 @@ as ``WxH`` equal to the input's size, then the schema check runs on the rest.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from ideohub import spec
 from ideohub.domain.operations import Operation
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "ideogram-openapi.json"
+PINNED_SHA256 = {
+    spec.OFFICIAL: "69fca7f3d360c995b1cd7656af4d20842ac68620671a0b4dacb3c6d5aeb40f8f",
+    spec.MID_2026: "f69c9da2ec85596bdf1a78f5c6c87385ac17b61a1618c3c62f291c96ded8c8eb",
+}
 KEEPS_INPUT_SIZE = {Operation.V3_EDIT, Operation.V3_INPAINT, Operation.V3_REPLACE_BACKGROUND}
+
+
+class SpecDrift(AssertionError):
+    pass
+
+
+@cache
+def document(name: str) -> dict[str, Any]:
+    """The vendored document, after checking its pinned hash."""
+    data = spec.read_bytes(name)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != PINNED_SHA256[name]:
+        raise SpecDrift(f"src/ideohub/spec/{name} changed (sha256 {digest}, pinned {PINNED_SHA256[name]}); "
+                        "re-vendor it byte for byte and update PINNED_SHA256 on purpose")
+    return json.loads(data)
 
 
 def _nullable(node: Any) -> Any:
@@ -41,10 +66,21 @@ def _nullable(node: Any) -> Any:
 
 
 @cache
-def validator(schema_name: str) -> jsonschema.Validator:
-    doc = json.loads(SPEC.read_text())
+def _validator(doc_name: str, schema_name: str) -> jsonschema.Validator:
+    doc = document(doc_name)
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": _nullable(doc["components"])}
     return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+
+
+def validator(schema_name: str) -> jsonschema.Validator:
+    """A response (or any component) schema of ``ideogram-openapi.json``."""
+    return _validator(spec.OFFICIAL, schema_name)
+
+
+def request_validator(path: str, media_type: str) -> jsonschema.Validator:
+    """The request-body schema of ``path`` for ``media_type`` in the mid-2026 document."""
+    content = document(spec.MID_2026)["paths"][path]["post"]["requestBody"]["content"][media_type]
+    return _validator(spec.MID_2026, content["schema"]["$ref"].rsplit("/", 1)[1])
 
 
 def schema_name(op: Operation) -> str:

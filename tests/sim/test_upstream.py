@@ -1,11 +1,14 @@
 """The simulated Ideogram upstream, over real HTTP: spec-shaped answers on every endpoint and
-dialect path, real PNG downloads behind signed expiring links, faults, validation and auth."""
+dialect path, real PNG downloads behind signed expiring links, faults, auth, and validation by
+the official OpenAPI request schema (independent of ideohub's own parsers)."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -21,7 +24,7 @@ from ideohub.domain.operations import Operation
 from ideohub.sim import FAULT_KINDS, Fault, SimConfig, SimulatedUpstream
 from ideohub.sim.__main__ import config_from_args, parse_args
 from ideohub.sim.upstream import multipart_parts
-from openapi import schema_name, validator  # tests/openapi.py: the official schema, nullable handled
+from openapi import request_validator, schema_name, validator  # tests/openapi.py: the vendored official schemas
 
 KEY = "test-upstream-key"
 
@@ -197,7 +200,7 @@ def test_endpoint_answers_in_spec_shape(sim, client, op: Operation, path: str) -
     rec = sim.requests[-1]
     assert (rec.kind, rec.method, rec.path, rec.operation, rec.status) == ("api", "POST", path, op.value, 200)
     assert rec.auth == style and rec.auth_ok and KEY not in json.dumps(rec.to_dict())
-    assert rec.summary is not None and rec.error is None
+    assert rec.fields is not None and rec.error is None
     if "json" in kwargs:
         assert rec.content_type == "application/json" and rec.parts is None
     else:
@@ -243,10 +246,10 @@ def test_v3_generate_accepts_multipart_too(sim, client) -> None:
                                                             t("style_codes", "AAFF5733"), t("style_codes", "0011AAFF")])
     assert resp.status_code == 200, resp.text
     assert resp.json()["data"][0]["resolution"] == "1280x800"
-    assert sim.requests[-1].summary["style_codes"] == ["AAFF5733", "0011AAFF"]
+    assert sim.requests[-1].fields["style_codes"] == ["AAFF5733", "0011AAFF"]
 
 
-def test_request_log_records_parts_and_summary_without_the_key(sim, client) -> None:
+def test_request_log_records_parts_and_fields_without_the_key(sim, client) -> None:
     kwargs = CASES[Operation.REMIX][0]
     post(client, "/ideogram/remix", style="bearer", **kwargs)
     rec = sim.requests[-1]
@@ -254,8 +257,10 @@ def test_request_log_records_parts_and_summary_without_the_key(sim, client) -> N
         {"name": "image_file", "filename": "in.png", "content_type": "image/png"},
         {"name": "image_request", "filename": None, "content_type": "application/json"},
     ]
-    assert rec.summary["prompt"] == "a lighthouse" and rec.summary["image_weight"] == 70
-    assert rec.summary["image_file"] == [{"type": "image/png", "size": "256x256", "bytes": len(IMG)}]
+    assert rec.fields["image_request"] == {"prompt": "a lighthouse", "resolution": "RESOLUTION_1024_768",
+                                           "magic_prompt_option": "OFF", "image_weight": 70}
+    assert rec.fields["image_file"] == {"filename": "in.png", "content_type": "image/png", "bytes": len(IMG),
+                                        "size": "256x256"}
     assert "authorization" not in rec.headers and "api-key" not in rec.headers
     over_http = client.get("/_sim/requests").json()["requests"]
     assert over_http[-1]["parts"] == rec.parts and KEY not in json.dumps(over_http)
@@ -287,7 +292,8 @@ def test_links_are_signed_expiring_and_served_as_png(sim, client) -> None:
     sig = re.search(r"sig=([0-9a-f]{64})", url).group(1)
     tampered = url.replace(sig, ("0" if sig[0] != "0" else "1") + sig[1:])
     longer = url.replace(f"exp={exp}", f"exp={exp + 10}")
-    other_id = re.sub(r"ephemeral/[^-]+", "ephemeral/AAAAAAAAAAAA", url)
+    other_id = re.sub(r"ephemeral/[A-Za-z0-9_-]{12}", "ephemeral/AAAAAAAAAAAA", url)  # the id's random part
+    assert other_id != url
     unsigned = url.split("?")[0]
     for bad in (tampered, longer, other_id, unsigned):
         resp = client.get(bad)
@@ -338,7 +344,7 @@ def test_images_are_encoded_once_per_size(sim, client) -> None:
         ("/generate", {"json": {"image_request": {"prompt": "x", "num_images": 9}}}, 400, "image_request.num_images"),
         ("/generate", {"json": {"image_request": {"prompt": "x", "aspect_ratio": "ASPECT_1_1",
                                                   "resolution": "RESOLUTION_1024_1024"}}}, 400, "image_request.aspect_ratio"),
-        ("/ideogram/generate", {"json": {"image_request": {"prompt": ""}}}, 400, "image_request.prompt"),
+        ("/ideogram/generate", {"json": {"image_request": {"model": "V_2"}}}, 400, "image_request.prompt"),
         ("/generate", {"json": {"prompt": "x"}}, 400, "image_request"),
         ("/generate", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "body"),
         ("/v1/ideogram-v3/generate", {"json": {"prompt": "x", "aspect_ratio": "16:9"}}, 400, "aspect_ratio"),
@@ -348,7 +354,7 @@ def test_images_are_encoded_once_per_size(sim, client) -> None:
         ("/edit", {"files": [f("image_file", IMG), f("mask", MASK), t("prompt", "x"), t("model", "V_1")]}, 400, "model"),
         ("/ideogram/v1/remix", {"files": [t("image_request", {"prompt": "x"}, "application/json")]}, 400, "image_file"),
         ("/v1/ideogram-v3/reframe", {"files": [f("image", IMG), t("resolution", "1000x1000")]}, 400, "resolution"),
-        ("/describe", {"files": [f("image_file", b"GIF89a not an image")]}, 415, "image_file"),
+        ("/describe", {"files": [f("image_file", b"GIF89a not an image")]}, 400, "image_file"),
         ("/remix", {"json": {"image_request": {"prompt": "x"}}}, 415, "Content-Type"),
         ("/generate", {"content": b"prompt=x", "headers": {"Content-Type": "text/plain"}}, 415, "Content-Type"),
     ],
@@ -360,7 +366,7 @@ def test_bad_input_is_a_problem_naming_the_field(sim, client, path, kwargs, stat
     assert body["type"] == "about:blank" and body["status"] == status and body["title"]
     assert body["detail"].startswith(field + ":"), body["detail"]
     rec = sim.requests[-1]
-    assert rec.status == status and rec.error == body["detail"] and rec.summary is None
+    assert rec.status == status and rec.error == body["detail"] and rec.fields is None
 
 
 def test_oversized_body_is_413(fresh) -> None:
@@ -368,6 +374,211 @@ def test_oversized_body_is_413(fresh) -> None:
     with httpx.Client(base_url=fresh.base_url) as c:
         resp = post(c, "/v1/ideogram-v3/remix", files=[f("image", BIG), t("prompt", "x")])
     assert resp.status_code == 413 and resp.json()["detail"].startswith("body:")
+
+
+# ---------------------------------------------------------------- the official schema as the oracle
+
+
+def test_the_sim_imports_none_of_our_request_handling() -> None:
+    """The oracle must not share code with what it checks: no ideohub.api, media, engines or service."""
+    code = ("import sys, ideohub.sim, ideohub.sim.__main__; "
+            "print(sorted(m for m in sys.modules if m.startswith(('ideohub.api', 'ideohub.media', "
+            "'ideohub.engines', 'ideohub.service', 'ideohub.store'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def _our_parser_verdict(op: Operation, body: dict[str, Any]) -> str | None:
+    """What ideohub's own parser says of a JSON body: None (accepted) or the error detail."""
+    from ideohub.api.dialects.fields import Fields
+    from ideohub.domain.errors import IdeohubError
+    from ideohub.media.decode import ImageLimits
+
+    try:
+        ENDPOINTS[op].parse(Fields.from_json_object(body, ImageLimits()))
+    except IdeohubError as exc:
+        return exc.detail
+    return None
+
+
+# (path, body, our parser accepts it, the official schema accepts it, the sim's detail when refused)
+DISAGREEMENTS = [
+    # JSON Schema draft 4 (OpenAPI 3.0): 5.0 is a number, not an integer; our parser takes it as 5
+    ("/generate", {"image_request": {"prompt": "x", "seed": 5.0}}, True, False,
+     "image_request.seed: 5.0 is not of type 'integer'"),
+    # style_codes is an array; our parser wraps a bare string
+    ("/v1/ideogram-v3/generate", {"prompt": "x", "style_codes": "AAFF5733"}, True, False,
+     "style_codes: 'AAFF5733' is not of type 'array'"),
+    # the schema has no minLength on prompt; our parser refuses an empty one
+    ("/generate", {"image_request": {"prompt": ""}}, False, True, None),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "ours", "official", "detail"), DISAGREEMENTS,
+                         ids=["float-seed", "bare-style-code", "empty-prompt"])
+def test_the_sim_answers_per_the_official_schema_not_our_parsers(sim, client, path, body, ours, official, detail):
+    op = next(op for op, ep in ENDPOINTS.items() if ep.path == path)
+    assert (_our_parser_verdict(op, body) is None) == ours, "our parser changed: pick another disagreement"
+    assert request_validator(path, "application/json").is_valid(body) == official
+    resp = post(client, path, json=body)
+    rec = sim.requests[-1]
+    if official:
+        assert resp.status_code == 200, resp.text
+        assert rec.error is None and rec.fields == body
+    else:
+        assert resp.status_code == 400 and resp.json()["detail"] == detail
+        assert rec.error == detail and rec.fields is None
+
+
+def _mis_encode(monkeypatch, change) -> None:  # type: ignore[no-untyped-def]
+    """Break our relay's request building the way a real bug would (wrapping ``wire.to_wire``)."""
+    from ideohub.engines.relay import wire
+
+    original = wire.to_wire
+
+    def broken(request):  # type: ignore[no-untyped-def]
+        out = original(request)
+        change(out)
+        return out
+
+    monkeypatch.setattr(wire, "to_wire", broken)
+
+
+def _legacy_magic_name(out) -> None:  # type: ignore[no-untyped-def]
+    """The V3 field is ``magic_prompt``; the legacy name sneaks in."""
+    out.json_body["magic_prompt_option"] = out.json_body.pop("magic_prompt")
+
+
+def _codes_as_one_json_part(out) -> None:  # type: ignore[no-untyped-def]
+    """Arrays go as repeated parts; one JSON-array part is a different (invalid) request."""
+    codes = [p for p in out.parts if p[0] == "style_codes"]
+    out.parts = [p for p in out.parts if p[0] != "style_codes"]
+    out.parts.append(("style_codes", (None, json.dumps([c[1][1].decode() for c in codes]).encode(), "text/plain")))
+
+
+@pytest.mark.parametrize(("change", "path", "kwargs", "detail"), [
+    (_legacy_magic_name, "/v1/ideogram-v3/generate", {"json": {"prompt": "a fox", "magic_prompt": "ON"}},
+     "magic_prompt_option: is not a field of GenerateImageRequestV3"),
+    (_codes_as_one_json_part, "/v1/ideogram-v3/remix",
+     {"files": [f("image", IMG), t("prompt", "a fox"), t("style_codes", "AAFF5733"), t("style_codes", "0011AAFF")]},
+     'style_codes[0]: \'["AAFF5733", "0011AAFF"]\' does not match'),
+], ids=["field-name", "array-encoding"])
+def test_a_relay_bug_in_our_outgoing_request_is_caught_by_the_sim(start_server, sim, monkeypatch, change, path,
+                                                                    kwargs, detail) -> None:
+    """What makes every relay test a check of our requests: break the encoding, the sim refuses it."""
+    srv = start_server("config", engine_config={"*": "relay"}, channels=[
+        {"name": "up", "kind": "relay", "base_url": sim.base_url, "key": KEY, "auth": "api-key",
+         "path_style": "official", "timeout_s": 5.0}])
+    assert srv.post(path, **kwargs).status_code == 200  # the real encoding passes
+    assert [r.error for r in sim.api_requests()] == [None]
+    _mis_encode(monkeypatch, change)
+    resp = srv.post(path, **kwargs)
+    refused = sim.refused_requests()
+    assert len(refused) == 1 and refused[0].error.startswith(detail), refused
+    assert refused[0].status == 400 and resp.status_code == 400, resp.text  # passed through, never retried
+
+
+def test_multipart_text_is_coerced_to_the_schema_types(sim, client) -> None:
+    files = [t("prompt", "a cat"), t("num_images", "2"), t("seed", "0"), t("enable_copyright_detection", "true"),
+             t("style_codes", "AAFF5733"), t("style_codes", "0011aaff"),
+             t("color_palette", {"members": [{"color_hex": "#b470b3", "color_weight": 0.5}]}, "application/json"),
+             f("character_reference_images", IMG, "face.png"), f("character_reference_images_mask", MASK, "m.png")]
+    resp = post(client, "/v1/ideogram-v3/generate", files=files)
+    assert resp.status_code == 200, resp.text
+    fields = sim.requests[-1].fields
+    assert fields["num_images"] == 2 and fields["seed"] == 0 and fields["enable_copyright_detection"] is True
+    assert fields["style_codes"] == ["AAFF5733", "0011aaff"]
+    assert fields["color_palette"] == {"members": [{"color_hex": "#b470b3", "color_weight": 0.5}]}
+    assert fields["character_reference_images"] == [{"filename": "face.png", "content_type": "image/png",
+                                                     "bytes": len(IMG), "size": "256x256"}]
+    assert len(resp.json()["data"]) == 2
+
+
+MULTIPART_REFUSALS = [
+    ("integer", [t("prompt", "x"), t("num_images", "2.0")], "num_images: '2.0' is not of type 'integer'"),
+    ("long-integer", [t("prompt", "x"), t("seed", "9" * 5000)], "seed: '9999999999"),
+    ("boolean", [t("prompt", "x"), t("enable_copyright_detection", "yes")], "enable_copyright_detection: 'yes' is not"),
+    ("json-part", [t("prompt", "x"), t("color_palette", "PASTEL", "application/json")], "color_palette: is not valid JSON"),
+    ("json-part-type", [t("prompt", "x"), t("color_palette", {"name": "PASTEL"}, "text/csv")],
+     "color_palette: the spec sends this part as application/json"),
+    ("repeated", [t("prompt", "x"), t("prompt", "y")], "prompt: is sent more than once"),
+    ("file-as-text", [t("prompt", "x"), t("style_reference_images", "not a file")],
+     "style_reference_images: must be a file part"),
+    ("text-as-file", [f("prompt", b"a cat", "p.txt", "text/plain")], "prompt: must be a text part"),
+    ("undeclared", [t("prompt", "x"), t("magic_prompt_option", "ON")],
+     "magic_prompt_option: is not a field of GenerateImageRequestV3"),
+    ("enum", [t("prompt", "x"), t("rendering_speed", "turbo")], "rendering_speed: 'turbo' is not one of"),
+    ("pattern", [t("prompt", "x"), t("style_codes", "XYZ")], "style_codes[0]: 'XYZ' does not match"),
+    ("palette-xor", [t("prompt", "x"), t("color_palette", {"name": "PASTEL", "members": [{"color_hex": "#fff"}]},
+                                         "application/json")], "color_palette: "),
+    ("not-an-image", [t("prompt", "x"), f("style_reference_images", b"GIF89a....", "a.gif", "image/gif")],
+     "style_reference_images: is not a readable JPEG, PNG or WebP image"),
+    ("two-characters", [t("prompt", "x"), f("character_reference_images", IMG), f("character_reference_images", IMG)],
+     "character_reference_images: supports 1 image at most"),
+    ("mask-count", [t("prompt", "x"), f("character_reference_images_mask", MASK)],
+     "character_reference_images_mask: must match the number"),
+    ("codes-and-refs", [t("prompt", "x"), t("style_codes", "AAFF5733"), f("style_reference_images", IMG)],
+     "style_codes: cannot be used together with style_reference_images"),
+    ("preset-and-codes", [t("prompt", "x"), t("style_codes", "AAFF5733"), t("style_preset", "BAUHAUS")],
+     "style_preset: cannot be used together"),
+    ("aspect-and-resolution", [t("prompt", "x"), t("aspect_ratio", "1x1"), t("resolution", "1024x1024")],
+     "aspect_ratio: cannot be used together with resolution"),
+    ("custom-model", [t("prompt", "x"), t("custom_model_uri", "my-model")], "custom_model_uri: must have the form"),
+]
+
+
+@pytest.mark.parametrize(("parts", "detail"), [c[1:] for c in MULTIPART_REFUSALS], ids=[c[0] for c in MULTIPART_REFUSALS])
+def test_multipart_refusals_name_the_field_and_rule(sim, client, parts, detail) -> None:
+    resp = post(client, "/v1/ideogram-v3/generate", files=parts)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["detail"].startswith(detail), resp.json()["detail"]
+    assert sim.requests[-1].error == resp.json()["detail"] and sim.requests[-1].fields is None
+
+
+JSON_REFUSALS = [
+    ("nan", b'{"prompt": "x", "seed": NaN}', "body: is not valid JSON"),
+    ("surrogate", b'{"prompt": "\\ud800"}', "prompt: holds a lone surrogate"),
+    ("deep", b'{"prompt": "x", "negative_prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "body: is nested too deeply"),
+    ("huge-int", b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}", "body: is not valid JSON"),
+    ("array", b'["prompt"]', "body: must be a JSON object"),
+    ("file-in-json", b'{"prompt": "x", "style_reference_images": ["a.png"]}',
+     "style_reference_images: files can only be sent as multipart/form-data"),
+]
+
+
+@pytest.mark.parametrize(("raw", "detail"), [c[1:] for c in JSON_REFUSALS], ids=[c[0] for c in JSON_REFUSALS])
+def test_json_refusals(sim, client, raw, detail) -> None:
+    resp = post(client, "/v1/ideogram-v3/generate", content=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["detail"].startswith(detail), resp.json()["detail"]
+
+
+@pytest.mark.parametrize(("image_request", "detail"), [
+    ({"prompt": "x", "model": "V_1", "style_type": "REALISTIC"}, "image_request.style_type: is not supported by model V_1"),
+    ({"prompt": "x", "model": "V_2A", "negative_prompt": "blur"}, "image_request.negative_prompt: is only available"),
+    ({"prompt": "x", "model": "V_1_TURBO", "color_palette": {"name": "PASTEL"}}, "image_request.color_palette: is not"),
+    ({"prompt": "x", "image_weight": 50}, "image_request.image_weight: is not a field of ImageRequest"),
+])
+def test_legacy_model_gates(sim, client, image_request, detail) -> None:
+    resp = post(client, "/generate", json={"image_request": image_request})
+    assert resp.status_code == 400 and resp.json()["detail"].startswith(detail), resp.text
+
+
+def test_truncated_multipart_is_refused(sim, client) -> None:
+    req = httpx.Request("POST", "http://x/", files=[t("prompt", "a cat")])
+    body = req.read()
+    resp = post(client, "/v1/ideogram-v3/generate", content=body[: len(body) - 10],
+                headers={"Content-Type": req.headers["content-type"]})
+    assert resp.status_code == 400 and resp.json()["detail"].startswith("body:"), resp.text
+
+
+def test_strict_fields_can_be_relaxed(fresh) -> None:
+    with httpx.Client(base_url=fresh.base_url) as c:
+        body = {"prompt": "x", "unknown_knob": 1}
+        assert post(c, "/v1/ideogram-v3/generate", json=body).status_code == 400
+        fresh.configure(strict_fields=False)
+        assert post(c, "/v1/ideogram-v3/generate", json=body).status_code == 200
+        assert post(c, "/v1/ideogram-v3/generate", files=[t("prompt", "x"), t("unknown_knob", "1")]).status_code == 200
 
 
 # ---------------------------------------------------------------- auth
@@ -604,7 +815,7 @@ def test_subprocess_mode() -> None:
         recs = sub.requests
         assert [(r.kind, r.status, r.fault) for r in recs] == [("api", 503, "status"), ("api", 200, None),
                                                               ("download", 200, None)]
-        assert recs[1].auth == "bearer" and recs[1].summary["prompt"] == "x"
+        assert recs[1].auth == "bearer" and recs[1].fields == {"prompt": "x"}
         sub.configure(url_ttl_s=10)
         url = post(c, "/generate", key="sub-key", json={"image_request": {"prompt": "x"}}).json()["data"][0]["url"]
         assert int(re.search(r"exp=(\d+)", url).group(1)) <= time.time() + 10

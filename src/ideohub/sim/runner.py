@@ -64,7 +64,7 @@ class SimulatedUpstream:
     >>> with SimulatedUpstream() as sim:
     ...     sim.faults("status", status=429, retry_after=2, count=1, path="/generate")
     ...     httpx.post(sim.base_url + "/generate", headers=sim.auth_headers(), json={...})
-    ...     sim.requests[-1].summary
+    ...     sim.requests[-1].fields  # what the official schema accepted (or .error: why it refused)
     """
 
     def __init__(self, config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
@@ -219,6 +219,11 @@ class SimulatedUpstream:
 
     def api_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.kind == "api"]
+
+    def refused_requests(self) -> list[RecordedRequest]:
+        """API requests the official schema (or a cross-field rule) refused, each with its ``error``:
+        a relay test asserts this is empty to check every request we sent upstream."""
+        return [r for r in self.api_requests() if r.error is not None]
 
     def clear_requests(self) -> None:
         if self._state is not None:

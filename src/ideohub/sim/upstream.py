@@ -1,8 +1,11 @@
 """A simulated Ideogram upstream: a real HTTP app that answers like api.ideogram.ai and the relays.
 
-Every endpoint of ``ENDPOINTS`` on its official path and its relay aliases (``all_paths``),
-validated by ideohub's own parsers (so the official validation rules apply), answered in the
-spec's response shapes with signed, expiring image links that it serves itself as real PNGs.
+Every image endpoint on its official path and its relay aliases, each request validated
+against the **official OpenAPI request schema** of its endpoint (the vendored mid-2026 document,
+``sim.schema``) plus the reference's cross-field rules (``sim.rules``) — never by ideohub's own
+parsers, so every relay test through the sim checks our outgoing requests against the official
+schema. Answers come in the spec's response shapes with signed, expiring image links that the
+sim serves itself as real PNGs.
 Faults are scriptable per test (``Fault``, ``POST /_sim/faults``) and every request is logged
 (``RecordedRequest``, ``GET /_sim/requests``) without the API key's value.
 
@@ -18,7 +21,6 @@ import itertools
 import json
 import logging
 import random
-import re
 import secrets
 import threading
 import time
@@ -37,24 +39,54 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..api.dialects import ENDPOINTS, Endpoint, all_paths
-from ..api.dialects.intake import read_fields
-from ..api.problems import error_response, problem
-from ..domain.enums import MagicPrompt, UpscaleFactor
-from ..domain.errors import IdeohubError, SafetyRejected
-from ..domain.operations import SEED_MAX, CanonicalRequest, Operation
+from ..domain.operations import Operation
 from ..domain.sizes import Size
-from ..media.decode import ImageLimits
 from .faults import Fault, FaultQueue
 from .images import EPHEMERAL_PREFIX, ImageBank, ImageKey, new_image_id, parse_image_id, signed_path, verify
+from .intake import (
+    SimFile,
+    SimInputError,
+    json_instance,
+    media_type,
+    multipart_instance,
+    multipart_parts,
+    parse_json,
+    parse_multipart,
+    read_body,
+)
+from .rules import IMAGE_REQUEST_OPS, check_images, check_rules, check_undeclared, output_sizes, request_fields, validate
+from .schema import BodySchema, SimEndpoint, endpoints
+
+__all__ = ["AUTH_STYLES", "ImageLimits", "RecordedRequest", "SimConfig", "SimState", "create_sim_app", "multipart_parts"]
 
 AUTH_STYLES = ("api-key", "bearer")
 _MALFORMED_BODY = b'{"created": "2025-01-01T00:00:00+00:00", "data": [{"url": "https://'
-_UPSCALE_FACTOR = {UpscaleFactor.X1: 1, UpscaleFactor.X2: 2, UpscaleFactor.X4: 4}
 _REDACTED_HEADERS = frozenset({"authorization", "api-key", "cookie", "proxy-authorization"})
 
 
+SEED_MAX = 2_147_483_647  # the spec's Seed maximum
+PROMPT_SAFETY_ERROR = "Prompt provided failed safety check due to the inclusion of prohibited content."
+IMAGE_SAFETY_ERROR = "Image provided failed safety check due to the inclusion of prohibited content."
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 410: "Gone",
+           413: "Payload Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests",
+           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+def problem(status: int, detail: str, title: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """RFC 7807 problem JSON: what the reference expects the official service to answer for a 4xx."""
+    body = {"type": "about:blank", "title": title or _TITLES.get(status, "Error"), "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 # ---------------------------------------------------------------- configuration
+
+
+@dataclass
+class ImageLimits:
+    """Per uploaded file. The mid-2026 docs allow 25 MB (the April 2026 spec said 10 MB)."""
+
+    max_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 4096 * 4096
 
 
 @dataclass
@@ -79,6 +111,7 @@ class SimConfig:
     download_latency_s: float = 0.0  # added to every image download
     max_in_flight: int | None = None  # more concurrent API requests than this → 429 (the official limit is 10)
     max_body_bytes: int = 64 * 1024 * 1024
+    strict_fields: bool = True  # a field the official schema does not declare is a 400 (catches misspelt fields)
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     image_variants: int = 4  # distinct pictures per size (picked by seed)
     warm_sizes: tuple[str, ...] = ("1024x1024",)  # encoded (all variants) at startup
@@ -151,8 +184,9 @@ class RecordedRequest:
     content_type: str | None  # media type, without parameters
     headers: dict[str, str]  # request headers minus Authorization / Api-Key / Cookie
     parts: list[dict[str, str | None]] | None  # multipart parts in order: {"name", "filename", "content_type"}
-    summary: dict[str, Any] | None  # the parsed canonical request's summary() (None when it did not parse)
-    error: str | None = None  # the validation error's detail, when it did not parse
+    fields: dict[str, Any] | None  # the values the official schema accepted (multipart text coerced to the
+    #                                schema's types; files as {filename, content_type, bytes, size}); None if refused
+    error: str | None = None  # why the request was refused (the schema or a rule), naming the field
     fault: str | None = None  # the fault kind applied, if any
     status: int | None = None  # the status answered (None while still in progress)
 
@@ -165,45 +199,6 @@ class RecordedRequest:
 
 
 _RECORD_FIELDS = {f.name for f in fields(RecordedRequest)}
-
-
-_PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
-
-
-def multipart_parts(body: bytes, content_type: str) -> list[dict[str, str | None]]:
-    """Each part's name, filename and Content-Type, in order (headers only; the data is skipped)."""
-    m = _BOUNDARY.search(content_type)
-    if not m:
-        return []
-    delim = b"--" + (m.group(1) or m.group(2)).encode("latin-1")
-    out: list[dict[str, str | None]] = []
-    pos = body.find(delim)
-    while pos != -1:
-        pos += len(delim)
-        if body[pos : pos + 2] == b"--":
-            break
-        end = body.find(b"\r\n\r\n", pos)
-        if end == -1:
-            break
-        part: dict[str, str | None] = {"name": None, "filename": None, "content_type": None}
-        for line in body[pos:end].decode("utf-8", "replace").split("\r\n"):
-            hname, _, value = line.partition(":")
-            hname = hname.strip().lower()
-            if hname == "content-disposition":
-                for key, raw in _PARAM.findall(value):
-                    raw = raw.strip()
-                    if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-                        raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-                    if key.lower() in ("name", "filename"):
-                        part[key.lower()] = raw
-            elif hname == "content-type":
-                part["content_type"] = value.strip()
-        out.append(part)
-        pos = body.find(b"\r\n" + delim, end + 4)
-        if pos != -1:
-            pos += 2
-    return out
 
 
 # ---------------------------------------------------------------- state
@@ -368,40 +363,59 @@ class _TruncatedResponse(Response):
         await send({"type": "http.response.body", "body": self._data[: len(self._data) // 2], "more_body": True})
 
 
-def _magic_on(request: CanonicalRequest, config: SimConfig) -> bool:
-    value = getattr(request, "magic_prompt_option", None)
-    if value is None:
-        value = getattr(request, "magic_prompt", None)
-    if value is None:
-        has_field = hasattr(request, "magic_prompt_option") or hasattr(request, "magic_prompt")
-        return has_field and config.magic_prompt_when_omitted
-    return value in (MagicPrompt.ON, MagicPrompt.AUTO)
+# ---------------------------------------------------------------- an accepted request
 
 
-def _sizes(request: CanonicalRequest) -> tuple[Size, Size | None]:
-    """(``resolution``, ``upscaled_resolution``) of the images produced."""
-    op = request.operation
-    if op in (Operation.EDIT,):
-        return request.image_file.size, None  # type: ignore[attr-defined]
-    if op in (Operation.V3_EDIT, Operation.V3_INPAINT, Operation.V3_REPLACE_BACKGROUND):
-        return request.image.size, None  # type: ignore[attr-defined]
-    if op is Operation.UPSCALE:
-        s = request.image_file.size  # type: ignore[attr-defined]
-        return s, Size(s.width * 2, s.height * 2)
-    if op is Operation.V3_GENERATE_TRANSPARENT:
-        s = request.output_size  # type: ignore[attr-defined]
-        factor = _UPSCALE_FACTOR[request.upscale_factor]  # type: ignore[attr-defined]
-        return s, (Size(s.width * factor, s.height * factor) if factor > 1 else None)
-    return request.output_size, None  # type: ignore[attr-defined]
+@dataclass
+class _Parsed:
+    """A request the official schema and the rules accepted, in the schema's own terms."""
 
+    operation: Operation
+    body: BodySchema
+    values: dict[str, Any]  # the validated instance (multipart files stand in as their filename)
+    files: dict[str, list[SimFile]]
 
-def _style_type(request: CanonicalRequest) -> str | None:
-    if request.operation is Operation.V3_GENERATE_TRANSPARENT:
-        return None
-    style = getattr(request, "style_type", None)
-    if style is None or style.value == "AUTO":
-        return "GENERAL"
-    return style.value
+    @property
+    def _fields(self) -> dict[str, Any]:
+        return request_fields(self.operation, self.values)[0]
+
+    @property
+    def prompt(self) -> str:
+        p = self._fields.get("prompt")
+        return p if isinstance(p, str) else ""
+
+    @property
+    def num_images(self) -> int:
+        return self._fields.get("num_images") or 1
+
+    @property
+    def seed(self) -> int | None:
+        return self._fields.get("seed")
+
+    def magic_on(self, when_omitted: bool) -> bool:
+        """The prompt is rewritten when magic prompt is ON or AUTO; an omitted one counts as AUTO
+        (``when_omitted``) on endpoints whose schema has the field."""
+        name = "magic_prompt" if self.operation.is_v3 else "magic_prompt_option"
+        value = self._fields.get(name)
+        if value is None:
+            declared = self.body.nested_props("image_request") if self.operation in IMAGE_REQUEST_OPS else None
+            names = declared["properties"] if declared is not None else self.body.props
+            return name in names and when_omitted
+        return value in ("ON", "AUTO")
+
+    def style_type(self) -> str | None:
+        if self.operation is Operation.V3_GENERATE_TRANSPARENT:
+            return None
+        style = self._fields.get("style_type")
+        return style if style and style != "AUTO" else "GENERAL"
+
+    def view(self) -> dict[str, Any]:
+        """What the request log shows: the values, each file as {filename, content_type, bytes, size}."""
+        out = dict(self.values)
+        for name, files in self.files.items():
+            prop = self.body.props[name]
+            out[name] = files[0].view() if prop.kind == "file" else [f.view() for f in files]
+        return out
 
 
 # ---------------------------------------------------------------- the app
@@ -431,7 +445,7 @@ class _Sim:
             content_type=ctype.split(";")[0].strip().lower() if ctype else None,
             headers={k: v for k, v in request.headers.items() if k not in _REDACTED_HEADERS},
             parts=None,
-            summary=None,
+            fields=None,
         )
 
     async def _hang(self, request: Request, seconds: float) -> None:
@@ -455,7 +469,7 @@ class _Sim:
 
     # ------------------------------------------------------------ API endpoints
 
-    def api_route(self, endpoint: Endpoint):  # type: ignore[no-untyped-def]
+    def api_route(self, endpoint: SimEndpoint):  # type: ignore[no-untyped-def]
         async def handle(request: Request) -> Response:
             state = self.state
             state.served["api"] += 1
@@ -467,38 +481,58 @@ class _Sim:
 
         return handle
 
-    async def _api(self, request: Request, endpoint: Endpoint) -> Response:
+    async def _api(self, request: Request, endpoint: SimEndpoint) -> Response:
         state, config = self.state, self.state.config
         auth, auth_ok = _auth(request, config)
         rec = self._new_record(request, "api", endpoint.operation, auth, auth_ok)
         over_limit = config.max_in_flight is not None and state.in_flight > config.max_in_flight
         fault = None if over_limit else state.faults.take("api", request.scope["path"], endpoint.operation)
 
-        canonical: CanonicalRequest | None = None
-        error: IdeohubError | None = None
+        parsed: _Parsed | None = None
+        error: SimInputError | None = None
         try:
-            if rec is not None and rec.content_type == "multipart/form-data":
-                declared = request.headers.get("content-length", "")
-                if not (declared.isdigit() and int(declared) > config.max_body_bytes):
-                    rec.parts = multipart_parts(await request.body(), request.headers["content-type"])
-            fields_ = await read_fields(request, endpoint, config.image_limits, config.max_body_bytes)
-            canonical = endpoint.parse(fields_)
-        except IdeohubError as exc:
+            parsed = await self._parse(request, endpoint, rec)
+        except SimInputError as exc:
             error = exc
         if rec is not None:
-            rec.summary = canonical.summary() if canonical is not None else None
+            rec.fields = parsed.view() if parsed is not None else None
             rec.error = error.detail if error is not None else None
             rec.fault = fault.kind if fault is not None else None
             state.record(rec)
 
-        response = await self._answer(request, endpoint, auth, auth_ok, over_limit, fault, canonical, error)
+        response = await self._answer(request, endpoint, auth, auth_ok, over_limit, fault, parsed, error)
         if rec is not None:
             rec.status = response.status_code
         return response
 
-    async def _answer(self, request: Request, endpoint: Endpoint, auth: str | None, auth_ok: bool,
-                      over_limit: bool, fault: Fault | None, canonical: CanonicalRequest | None,
-                      error: IdeohubError | None) -> Response:
+    async def _parse(self, request: Request, endpoint: SimEndpoint, rec: RecordedRequest | None) -> "_Parsed":
+        """The request as the official schema reads it, or the SimInputError that refuses it."""
+        config = self.state.config
+        mtype = media_type(request.headers.get("content-type"))
+        body = endpoint.bodies.get(mtype or "")
+        if body is None:
+            raise SimInputError("Content-Type", f"must be {' or '.join(endpoint.bodies)}, not {mtype or 'missing'}", 415)
+        raw = await read_body(request, config.max_body_bytes)
+        if body.media_type == "multipart/form-data":
+            parts = parse_multipart(raw, request.headers["content-type"])
+            if rec is not None:
+                rec.parts = [p.header_view() for p in parts]
+            values, files = multipart_instance(body, parts, config.strict_fields)
+        else:
+            values, files = json_instance(body, parse_json(raw)), []
+        validate(body, values)
+        if config.strict_fields:
+            check_undeclared(body, values)
+        check_images(files, config.image_limits.max_bytes, config.image_limits.max_pixels)
+        by_name: dict[str, list[SimFile]] = {}
+        for f in files:
+            by_name.setdefault(f.field_name, []).append(f)
+        check_rules(endpoint.operation, values, by_name)
+        return _Parsed(endpoint.operation, body, values, by_name)
+
+    async def _answer(self, request: Request, endpoint: SimEndpoint, auth: str | None, auth_ok: bool,
+                      over_limit: bool, fault: Fault | None, parsed: "_Parsed | None",
+                      error: SimInputError | None) -> Response:
         config = self.state.config
         if over_limit:
             return problem(429, "Too many in-flight requests", headers={"Retry-After": "1"})
@@ -521,31 +555,32 @@ class _Sim:
         if not auth_ok:
             return _auth_failure(endpoint.auth_status, presented=auth is not None)
         if error is not None:
-            return error_response(error)
-        assert canonical is not None
-        prompt = canonical.prompt_text
+            return problem(error.status, error.detail)
+        assert parsed is not None
+        prompt = parsed.prompt
         if prompt and config.banned_words:
             low = prompt.lower()
             if any(w.lower() in low for w in config.banned_words if w):
-                return JSONResponse({"error": SafetyRejected.PROMPT}, status_code=422)
+                return JSONResponse({"error": PROMPT_SAFETY_ERROR}, status_code=422)
         marker = config.unsafe_input_marker
-        if marker and any(marker in (img.filename or "") for _, img in canonical.image_inputs()):
-            return JSONResponse({"error": SafetyRejected.IMAGE}, status_code=422)
-        return JSONResponse(await self._result(request, canonical, expired))
+        if marker and any(marker in (f.filename or "") for fs in parsed.files.values() for f in fs):
+            return JSONResponse({"error": IMAGE_SAFETY_ERROR}, status_code=422)
+        return JSONResponse(await self._result(request, parsed, expired))
 
-    async def _result(self, request: Request, req: CanonicalRequest, expired: bool) -> dict[str, Any]:
+    async def _result(self, request: Request, req: "_Parsed", expired: bool) -> dict[str, Any]:
         config = self.state.config
-        if req.operation is Operation.DESCRIBE:
+        op = req.operation
+        if op is Operation.DESCRIBE:
             return {"descriptions": [{"text": config.caption}]}
-        size, upscaled = _sizes(req)
-        original = req.prompt_text
+        size, upscaled = output_sizes(op, req.values, req.files)
+        original = req.prompt
         prompt = original if original else config.caption
-        if original and _magic_on(req, config):
+        if original and req.magic_on(config.magic_prompt_when_omitted):
             prompt = original + config.magic_prompt_suffix
         all_unsafe = bool(original and config.unsafe_output_marker and config.unsafe_output_marker in original)
         partly = bool(original and config.partly_unsafe_marker and config.partly_unsafe_marker in original)
-        style = _style_type(req)
-        alpha = req.operation is Operation.V3_GENERATE_TRANSPARENT
+        style = req.style_type()
+        alpha = op is Operation.V3_GENERATE_TRANSPARENT
         file_size = upscaled or size
         exp = int(time.time()) + (-60 if expired else config.url_ttl_s)
         base = self._base_url(request)
@@ -688,9 +723,9 @@ def create_sim_app(config: SimConfig | None = None) -> Starlette:
     _install_log_filter()
 
     routes: list[Route] = []
-    for endpoint in ENDPOINTS.values():
+    for endpoint in endpoints().values():
         handler = sim.api_route(endpoint)
-        for path in all_paths(endpoint):
+        for path in endpoint.paths():
             routes.append(Route(path, handler, methods=["POST"]))
     routes += [
         Route(EPHEMERAL_PREFIX + "{name}", sim.download, methods=["GET"]),
