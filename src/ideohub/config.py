@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_connections: int = 1000  # open connections at once; beyond it new ones get 503 and are closed
     max_connections_per_client: int = 100  # per client address (the forwarded one from a trusted proxy) → 429
     trusted_proxies: list[str] = Field(default_factory=list)  # addresses/networks whose X-Forwarded-For is believed
+    send_timeout_s: float = 60.0  # a response the client leaves unread this long → connection dropped
+    max_header_bytes: int = 64 * 1024  # request line + headers; beyond it 431 and close
 
     # request bodies, enforced while streaming (chunked or not)
     max_body_bytes: int = 80 * 1024 * 1024  # a whole image request (multipart with files)
@@ -152,8 +154,11 @@ def load_settings(**overrides: Any) -> Settings:
 
 class Secrets:
     """Server secrets kept in ``<data_dir>/secrets.json`` (mode 0600), created on first use:
-    the pepper for API-key hashes and the URL-signing keys by id (new ids rotate; old ones
-    keep verifying until removed)."""
+    the pepper for API-key hashes, the URL-signing key ring (``media.signing_keys``: newest by
+    creation order; old ids keep verifying until removed) and the key for channel secrets.
+
+    Loading also makes the data directory private to this user (0700, tightened if it has
+    group/other bits): it holds the database, the secrets and the images."""
 
     def __init__(self, key_pepper: bytes, signing_keys: dict[str, bytes], active_kid: str, channel_key: bytes) -> None:
         self.key_pepper = key_pepper
@@ -163,14 +168,13 @@ class Secrets:
 
     @classmethod
     def load(cls, settings: Settings) -> "Secrets":
+        from .media import signing_keys
+
         path = settings.secrets_file
+        private_dir(settings.data_dir)
+        private_dir(settings.images_dir)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = {
-                "key_pepper": secrets.token_hex(32),
-                "signing_keys": {"k1": secrets.token_hex(32)},
-                "channel_key": _fernet_key(),
-            }
+            data = {"key_pepper": secrets.token_hex(32), **signing_keys.new_ring_fields(), "channel_key": _fernet_key()}
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             _write_private(tmp, data)
             try:
@@ -178,27 +182,45 @@ class Secrets:
             except FileExistsError:
                 pass
             tmp.unlink(missing_ok=True)
+        _tighten(path, 0o600)
         data = json.loads(path.read_text())
-        if "channel_key" not in data:  # data directories from before channels existed
-            data["channel_key"] = _fernet_key()
-            _replace_private(path, data)
-        keys = {kid: bytes.fromhex(v) for kid, v in data["signing_keys"].items()}
-        active = settings.signing_key_id or sorted(keys)[-1]
-        if active not in keys:
-            raise ValueError(f"signing_key_id {active!r} is not in {path}")
-        return cls(bytes.fromhex(data["key_pepper"]), keys, active, data["channel_key"].encode())
+        if "channel_key" not in data or signing_keys.ORDER_FIELD not in data:  # files from older versions
+            with signing_keys.locked(path):
+                data = json.loads(path.read_text())
+                changed = signing_keys.with_order(data)
+                if "channel_key" not in data:
+                    data["channel_key"] = _fernet_key()
+                    changed = True
+                if changed:
+                    _replace_private(path, data)
+        ring = signing_keys.ring_from(data, settings.signing_key_id, str(path))
+        return cls(bytes.fromhex(data["key_pepper"]), dict(ring.keys), ring.active, data["channel_key"].encode())
 
     @staticmethod
     def rotate(settings: Settings) -> str:
-        """Add a new signing key and make it the newest; returns its id."""
+        """Add a new signing key and make it the newest; returns its id. Running servers sign
+        with it within ``KeyRingFile.recheck_s`` (unless ``signing_key_id`` pins another)."""
+        from .media import signing_keys
+
         Secrets.load(settings)
         path = settings.secrets_file
-        data = json.loads(path.read_text())
-        n = 1 + max(int(k[1:]) for k in data["signing_keys"] if k[1:].isdigit())
-        kid = f"k{n}"
-        data["signing_keys"][kid] = secrets.token_hex(32)
-        _replace_private(path, data)
+        with signing_keys.locked(path):
+            data = json.loads(path.read_text())
+            kid = signing_keys.add_key(data)
+            _replace_private(path, data)
         return kid
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` mode 0700, or take group/other bits off it if it exists."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+
+
+def _tighten(path: Path, allowed: int) -> None:
+    mode = path.stat().st_mode & 0o7777
+    if mode & ~allowed & 0o077:
+        os.chmod(path, mode & allowed)
 
 
 def _fernet_key() -> str:

@@ -4,36 +4,30 @@ Disabled (404) when no admin token is configured."""
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from ..domain.errors import IdeohubError, InvalidRequest, NotFound
+from ..domain.errors import InvalidRequest, NotFound
+from ..domain.money import parse_usd  # re-exported: the money rules live in domain.money
 from ..domain.operations import Operation
+from ..domain.untrusted import check_text
 from ..domain.prices import micros_to_usd
 from ..store.ledger import DEFAULT_ACCOUNT
 from ..store.models import Account, ApiKey
 from ..store.usage import usage_report
-
-
-class AdminAuthFailed(IdeohubError):
-    status = 401
-    title = "Unauthorized"
+from .body_limits import admin_denial
 
 
 async def require_admin(request: Request) -> Any:
+    """The same check ``BodyLimitMiddleware`` makes before any admin body is read (kept here too,
+    so a route is never open when the app is mounted without that middleware)."""
     state = request.app.state.ideohub
-    token = state.settings.admin_token
-    if not token:
-        raise NotFound("the admin API is disabled: set admin_token in the config")
-    presented = request.headers.get("authorization", "")
-    scheme, _, value = presented.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-        raise AdminAuthFailed("admin endpoints need 'Authorization: Bearer <admin token>'")
+    denial = admin_denial(state.settings, request.headers.get("authorization"))
+    if denial is not None:
+        raise denial
     return state
 
 
@@ -42,30 +36,26 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 INT32_MAX = 2**31 - 1
-MAX_USD = Decimal(1_000_000_000)  # far beyond any real amount, far inside a BIGINT of micro-dollars
-
-
-def parse_usd(value: str | float | int, field: str) -> int:
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise InvalidRequest(field, "must be a decimal number of US dollars") from None
-    if not amount.is_finite():  # NaN, sNaN, Infinity: Decimal parses them, arithmetic on them raises
-        raise InvalidRequest(field, "must be a decimal number of US dollars")
-    if abs(amount) > MAX_USD:
-        raise InvalidRequest(field, f"must be at most {MAX_USD} US dollars")
-    micros = (amount * 1_000_000).to_integral_value()
-    if micros != amount * 1_000_000:
-        raise InvalidRequest(field, "has more precision than a micro-dollar")
-    return int(micros)
 
 
 # ------------------------------------------------------------ models
 
 
+def _clean(value: str) -> str:
+    problem = check_text(value, 200)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# Text an operator stores: the same rule as every API text field (no control characters — a NUL
+# is a 500 on PostgreSQL — no unpaired surrogates), within the column's width.
+Text = Annotated[str, AfterValidator(_clean)]
+
+
 class AccountIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    group: str = "default"
+    name: Text = Field(min_length=1, max_length=200)
+    group: str = Field(default="default", max_length=64)
     unlimited: bool = False
 
 
@@ -84,8 +74,14 @@ class AccountOut(BaseModel):
 
 
 class TopupIn(BaseModel):
-    usd: str = Field(description="Amount in US dollars, e.g. \"10\" or \"0.25\"; negative to correct a top-up")
-    note: str | None = Field(default=None, max_length=200)
+    usd: str = Field(description="Amount in US dollars, e.g. \"10\" or \"0.25\"; must be positive "
+                                 "(corrections go through /adjust)", max_length=40)
+    note: Text | None = Field(default=None, max_length=200)
+
+
+class AdjustIn(BaseModel):
+    usd: str = Field(description="Correction in US dollars, negative to debit, e.g. \"-1.25\"; not zero", max_length=40)
+    note: Text = Field(description="Why (kept on the ledger row)", min_length=1, max_length=200)
 
 
 class BalanceOut(BaseModel):
@@ -95,12 +91,12 @@ class BalanceOut(BaseModel):
 
 class KeyIn(BaseModel):
     account_id: str = DEFAULT_ACCOUNT
-    name: str = Field(default="", max_length=200)  # the column's width: longer is a 500 on PostgreSQL
+    name: Text = Field(default="", max_length=200)  # the column's width: longer is a 500 on PostgreSQL
     rpm: int | None = Field(default=None, ge=1, le=INT32_MAX)  # an INTEGER column
     max_images_in_flight: int | None = Field(default=None, ge=1, le=INT32_MAX)
     expires_at: datetime | None = None
     allowed_operations: list[str] | None = None
-    spend_cap_usd: str | None = None
+    spend_cap_usd: str | None = Field(default=None, max_length=40)
 
     @field_validator("allowed_operations")
     @classmethod
@@ -174,6 +170,13 @@ async def get_account(account_id: str, state: State) -> AccountOut:
 @router.post("/accounts/{account_id}/topup", response_model=BalanceOut)
 async def topup(account_id: str, body: TopupIn, state: State) -> BalanceOut:
     balance = await state.service.ledger.topup(account_id, parse_usd(body.usd, "usd"), body.note)
+    return BalanceOut(account_id=account_id, balance_usd=micros_to_usd(balance))
+
+
+@router.post("/accounts/{account_id}/adjust", response_model=BalanceOut)
+async def adjust(account_id: str, body: AdjustIn, state: State) -> BalanceOut:
+    """Correct a balance (either sign) with a note; the same rule as ``ideohub adjust``."""
+    balance = await state.service.ledger.adjust(account_id, parse_usd(body.usd, "usd"), body.note)
     return BalanceOut(account_id=account_id, balance_usd=micros_to_usd(balance))
 
 

@@ -4,7 +4,6 @@ structured log line per request — metadata only, never image bytes or secrets.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -62,4 +61,4 @@ class RequestContextMiddleware:
                 for extra in ("key_id", "operation", "prompt"):
                     if extra in state:
                         record[extra] = state[extra]
-                log.info(json.dumps(record))
+                log.info("request", extra={"fields": record})  # logs.py: the record's keys become the line's fields

@@ -14,6 +14,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ..domain.errors import NotFound, PaymentRequired
+from ..domain.money import CREDIT_KINDS, Credit, check_credit
 from ..domain.prices import micros_to_usd
 from .models import Account, ApiKey, LedgerEntry, RequestRecord, Reservation
 from .repository import new_id, utcnow
@@ -83,15 +84,22 @@ class Ledger:
             return list((await s.scalars(select(Account).order_by(Account.created_at))).all())
 
     async def topup(self, account_id: str, micros: int, note: str | None = None) -> int:
-        """Add (or, negative, remove) credit; returns the new balance."""
+        """Add credit (positive only: ``money.check_credit``); returns the new balance."""
+        return await self._credit(account_id, check_credit("topup", micros, note))
+
+    async def adjust(self, account_id: str, micros: int, note: str | None) -> int:
+        """Correct a balance either way, with a note saying why; returns the new balance."""
+        return await self._credit(account_id, check_credit("adjust", micros, note))
+
+    async def _credit(self, account_id: str, credit: Credit) -> int:
         async with self.session.begin() as s:
             balance = await s.scalar(
                 update(Account).where(Account.id == account_id)
-                .values(balance_micros=Account.balance_micros + micros).returning(Account.balance_micros)
+                .values(balance_micros=Account.balance_micros + credit.micros).returning(Account.balance_micros)
             )
             if balance is None:
                 raise NotFound(f"no account {account_id}")
-            s.add(self._entry(account_id, None, None, "topup", micros, balance, note))
+            s.add(self._entry(account_id, None, None, credit.kind, credit.micros, balance, credit.note))
         return balance
 
     # ------------------------------------------------------------ requests
@@ -181,7 +189,7 @@ class Ledger:
         """Total charged to an account: what reservations held minus what came back."""
         async with self.session() as s:
             q = select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
-                and_(LedgerEntry.account_id == account_id, LedgerEntry.kind != "topup")
+                and_(LedgerEntry.account_id == account_id, LedgerEntry.kind.notin_(CREDIT_KINDS))
             )
             return -int(await s.scalar(q) or 0)
 

@@ -1,0 +1,179 @@
+"""The URL-signing key ring: which keys exist, which is newest, how a new one is added, and how
+a running server notices one added by another process. One module, so the CLI, the server and
+a later management layer share these rules.
+
+The ring lives in ``secrets.json`` as ``signing_keys`` (id → hex secret) plus
+``signing_key_order`` (ids, oldest first). The newest key is the last one *created*: ordering
+ids as strings picked ``k9`` over ``k10``. Files written before the order was recorded are
+read with their ids ordered by number (``k1`` < ``k2`` < ``k10``), which is the order
+``rotate`` always created them in.
+
+A server keeps signing with the newest key of the file as it is now: ``KeyRingFile`` looks at
+the file's identity (inode, size, mtime) at most once per ``recheck_s`` and re-reads it when it
+changed; verifying a link whose key id it does not know yet looks again at once, so a link
+signed by another process a moment after a rotation verifies too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+ORDER_FIELD = "signing_key_order"
+KEYS_FIELD = "signing_keys"
+_NUMBERED = re.compile(r"^k(\d+)$")
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    keys: Mapping[str, bytes]  # id → secret
+    order: tuple[str, ...]  # ids, oldest first
+    pinned: str | None = None  # Settings.signing_key_id: sign with this one instead of the newest
+
+    @property
+    def newest(self) -> str:
+        return self.order[-1]
+
+    @property
+    def active(self) -> str:
+        return self.pinned or self.newest
+
+
+class KeySource(Protocol):
+    def current(self) -> KeyRing: ...
+    def refresh(self) -> KeyRing:
+        """The ring as it is right now (for a key id not seen before)."""
+        ...
+
+
+def _number_order(kid: str) -> tuple[int, int, str]:
+    m = _NUMBERED.match(kid)
+    return (0, int(m.group(1)), kid) if m else (1, 0, kid)
+
+
+def key_order(data: Mapping[str, Any]) -> list[str]:
+    """Creation order from a secrets.json document (old files: by number)."""
+    keys = data.get(KEYS_FIELD) or {}
+    recorded = [k for k in data.get(ORDER_FIELD) or [] if k in keys]
+    rest = sorted((k for k in keys if k not in recorded), key=_number_order)
+    return recorded + rest
+
+
+def ring_from(data: Mapping[str, Any], pinned: str | None = None, where: str = "secrets.json") -> KeyRing:
+    keys = {kid: bytes.fromhex(v) for kid, v in (data.get(KEYS_FIELD) or {}).items()}
+    if not keys:
+        raise ValueError(f"{where} holds no signing keys")
+    if pinned is not None and pinned not in keys:
+        raise ValueError(f"signing_key_id {pinned!r} is not in {where}")
+    return KeyRing(keys, tuple(key_order(data)), pinned)
+
+
+def new_ring_fields() -> dict[str, Any]:
+    """The signing-key part of a new secrets.json."""
+    return {KEYS_FIELD: {"k1": secrets.token_hex(32)}, ORDER_FIELD: ["k1"]}
+
+
+def with_order(data: dict[str, Any]) -> bool:
+    """Record the creation order in an older document; True if it changed."""
+    order = key_order(data)
+    if data.get(ORDER_FIELD) == order:
+        return False
+    data[ORDER_FIELD] = order
+    return True
+
+
+def add_key(data: dict[str, Any]) -> str:
+    """Add a new newest key to a secrets.json document; returns its id (``k<n+1>``)."""
+    order = key_order(data)
+    numbers = [int(m.group(1)) for k in order if (m := _NUMBERED.match(k))]
+    kid = f"k{max(numbers, default=0) + 1}"
+    data.setdefault(KEYS_FIELD, {})[kid] = secrets.token_hex(32)
+    data[ORDER_FIELD] = [*order, kid]
+    return kid
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write of ``path`` between processes (two rotations at once must
+    both land). The lock is a sibling file, since ``path`` itself is replaced atomically."""
+    lock = path.with_name("." + path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class StaticKeys:
+    """A fixed ring (tests, tools)."""
+
+    def __init__(self, keys: Mapping[str, bytes], active_kid: str) -> None:
+        if active_kid not in keys:
+            raise ValueError(f"signing key {active_kid!r} is not among {sorted(keys)}")
+        self._ring = KeyRing(dict(keys), tuple(keys), active_kid)
+
+    def current(self) -> KeyRing:
+        return self._ring
+
+    def refresh(self) -> KeyRing:
+        return self._ring
+
+
+class KeyRingFile:
+    """The ring in ``secrets.json``, re-read when the file changes (see the module docstring).
+    ``clock`` is injectable so tests need not wait for ``recheck_s``."""
+
+    def __init__(self, path: Path, pinned: str | None = None, *, recheck_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self.pinned = pinned
+        self.recheck_s = recheck_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._identity: tuple[int, int, int] | None = None
+        self._checked = float("-inf")
+        self._ring: KeyRing | None = None
+        self.refresh()
+
+    def _stat(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def refresh(self) -> KeyRing:
+        with self._lock:
+            self._checked = self._clock()
+            identity = self._stat()
+            if identity != self._identity or self._ring is None:
+                data = json.loads(self.path.read_text())
+                self._ring = ring_from(data, self.pinned, str(self.path))
+                self._identity = identity
+            return self._ring
+
+    def current(self) -> KeyRing:
+        ring = self._ring
+        if ring is not None and self._clock() - self._checked < self.recheck_s:
+            return ring
+        try:
+            return self.refresh()
+        except (OSError, ValueError):  # a file being replaced or edited by hand: keep the last good ring
+            if ring is None:
+                raise
+            return ring
