@@ -51,7 +51,8 @@ def _local_upscaler(res: EngineResources) -> dict[Operation, Any]:
 def _relay(res: EngineResources) -> dict[Operation, Any]:
     from .relay.channel_store import ChannelStore
     from .relay.channels import SecretBox
-    from .relay.engine import ChannelDirectory, DownloadGuard, RelayEngine
+    from ..net.guard import GuardedClients, GuardPolicy
+    from .relay.engine import ChannelDirectory, RelayEngine
     from .relay.router import Router
 
     settings = res.settings
@@ -66,7 +67,9 @@ def _relay(res: EngineResources) -> dict[Operation, Any]:
         ChannelDirectory(store.list, reload_s=res.settings.channel_reload_s),
         router=Router(base_cooldown_s=res.settings.relay_cooldown_s, states=states),
         metrics=res.metrics,
-        guard=DownloadGuard(tuple(res.settings.relay_download_hosts)),
+        downloads=GuardedClients(GuardPolicy(tuple(settings.relay_download_hosts))),
+        max_download_bytes=settings.max_download_bytes,
+        health=store,
     )
     return {op: engine for op in Operation}
 

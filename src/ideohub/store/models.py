@@ -98,6 +98,11 @@ class ChannelRow(Base):
     source: Mapped[str] = mapped_column(String(16), default="cli")  # "config" rows are upserted at start-up
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # health, written only on transitions (ok → failing, failing → ok, a cooldown starting)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    cooling_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # redacted, printable
+    last_ok_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Account(Base):

@@ -3,15 +3,24 @@ start-up, and running servers re-read them within ``reload_s`` (no restart neede
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ...domain.operations import Operation
+from ...domain.untrusted import printable
 from ...store.models import ChannelRow
 from ...store.repository import utcnow
-from .channels import Channel, SecretBox
+from .channels import Channel, ChannelHealth, SecretBox
+
+MAX_ERROR_CHARS = 300
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return dt if dt is None or dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 class ChannelStore:
@@ -28,6 +37,8 @@ class ChannelStore:
             priority=row.priority, weight=row.weight, max_in_flight=row.max_in_flight,
             connect_timeout_s=row.connect_timeout_s, timeout_s=row.timeout_s, enabled=row.enabled,
             cost_multiplier=row.cost_multiplier,
+            health=ChannelHealth(row.consecutive_failures or 0, _aware(row.cooling_until), row.last_error,
+                                 _aware(row.last_ok_at)),
         )
 
     async def upsert(self, ch: Channel, source: str = "cli") -> None:
@@ -73,3 +84,16 @@ class ChannelStore:
                 return False
             await s.delete(row)
             return True
+
+    async def record_failure(self, name: str, failures: int, cooling_until: datetime | None, error: str) -> None:
+        """A failure transition (ok → failing, or a new cooldown). ``error`` must be redacted."""
+        values = dict(consecutive_failures=failures, cooling_until=cooling_until,
+                      last_error=printable(error, MAX_ERROR_CHARS))
+        async with self.session.begin() as s:
+            await s.execute(update(ChannelRow).where(ChannelRow.name == name).values(**values))
+
+    async def record_ok(self, name: str, at: datetime) -> None:
+        """A recovery (failing → ok), or the periodic refresh of ``last_ok_at``."""
+        values = dict(consecutive_failures=0, cooling_until=None, last_ok_at=at)
+        async with self.session.begin() as s:
+            await s.execute(update(ChannelRow).where(ChannelRow.name == name).values(**values))

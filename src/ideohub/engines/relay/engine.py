@@ -1,48 +1,80 @@
 """The relay engine: one canonical request → upstream channels until one succeeds.
 
-- Retries go to a channel not yet tried, on 429, 5xx, timeouts, connection errors and
-  malformed responses; an upstream 401/402/403 cools the channel down and fails over too.
-- An upstream 4xx about the input is never retried: its message reaches the caller as our
-  400 (or the spec's 422 ``{"error"}`` for safety).
-- Every image is downloaded at once (with retries) and handed back as bytes for the service
-  to store and sign: the upstream's short-lived links never reach the client. If any image
-  cannot be fetched the request fails as a whole (502).
+- The upstream request body is built once, before any channel is chosen: input we cannot
+  encode (a lone surrogate that got past a parser) is the caller's 400 and reaches no channel.
+- Only the upstream's own behaviour counts against a channel. Retries go to a channel not yet
+  tried, on 429, 5xx, timeouts, connection errors and malformed answers; an upstream
+  401/402/403 cools the channel down and fails over too. An exception of ours, the caller's
+  cancellation and our own deadline free the channel's slot without a verdict.
+- An upstream 4xx about the input is never retried: its message reaches the caller, redacted,
+  as our 400 (or the spec's 422 ``{"error"}`` for safety).
+- Every value in an upstream answer is validated before use (``wire``); more images than asked
+  is a malformed answer (fail over), so extras are never downloaded, stored or delivered.
+- Every image is downloaded at once behind the outbound guard (``ideohub.net.guard``), streamed
+  with the size cap applied while reading, within the request's deadline, and handed back as
+  bytes for the service to store and sign: the upstream's links never reach the client. If any
+  image cannot be fetched the request fails as a whole with a generic 502 (the specifics, which
+  could map our network, go to the log).
+- Channel health is written to the database only on transitions (``HealthLog``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import json
 import logging
 import math
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from fnmatch import fnmatch
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import httpx
 
-from ...domain.errors import EngineUnavailable, IdeohubError, RateLimited, SafetyRejected, UpstreamFailed
+from ...domain.errors import (
+    DeadlineExceeded,
+    EngineUnavailable,
+    IdeohubError,
+    RateLimited,
+    SafetyRejected,
+    UpstreamFailed,
+)
 from ...domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
+from ...domain.untrusted import outside_text
 from ...media.decode import sniff_media_type
+from ...net.fetch import TooLarge, Unacceptable, open_stream, read_capped
+from ...net.guard import GuardedClients, GuardPolicy, Refused
 from ...observability import Metrics
 from ..base import Attempt, EngineContext
-from .channels import Channel
+from .channels import Channel, ChannelHealth
 from .router import NoChannel, Outcome, Router
-from .wire import MalformedResponse, UpstreamImage, parse_descriptions, parse_images, tier_of, to_wire
+from .wire import (
+    EncodedBody,
+    MalformedResponse,
+    UpstreamImage,
+    encode_request,
+    error_message,
+    parse_body,
+    parse_descriptions,
+    parse_images,
+    parse_retry_after,
+    tier_of,
+)
 
 log = logging.getLogger("ideohub.relay")
 
-
 DEFAULT_DOWNLOAD_HOSTS = ("ideogram.ai", "*.ideogram.ai", "*.cloudfront.net")
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # one image (Settings.max_download_bytes)
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # an upstream's JSON answer (8 items with 20,000-character prompts fit)
+MAX_ERROR_BYTES = 64 * 1024  # an upstream's error answer: only its message is used
+DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)  # per read / connect; the deadline bounds the whole
+DOWNLOAD_FAILED = "could not download the generated images from the upstream"
+HEALTH_REFRESH = timedelta(minutes=5)  # a healthy channel's last_ok_at is rewritten at most this often
 
 
 class UpstreamRejected(IdeohubError):
-    """The upstream refused the caller's input: passed through, never retried."""
+    """The upstream refused the caller's input: passed through (redacted), never retried."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -51,15 +83,10 @@ class UpstreamRejected(IdeohubError):
 
 
 class _Retryable(Exception):
-    def __init__(
-        self,
-        reason: str,
-        outcome: Outcome = Outcome.FAILED,
-        retry_after: float | None = None,
-        throttled: bool = False,
-        status: int | None = None,
-        timed_out: bool = False,
-    ) -> None:
+    """The upstream's failure: counts against the channel, and the next channel is tried."""
+
+    def __init__(self, reason: str, outcome: Outcome = Outcome.FAILED, retry_after: float | None = None,
+                 throttled: bool = False, status: int | None = None, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.outcome = outcome
@@ -69,28 +96,25 @@ class _Retryable(Exception):
         self.timed_out = timed_out
 
 
+class _DeadlineReached(Exception):
+    """The request's own deadline (not the channel's timeout) cut the upstream call short."""
+
+
 class DownloadFailed(Exception):
-    produced = 0  # images the upstream generated (and may bill) before the download failed
+    def __init__(self, reason: str, *, refused: bool = False, deadline: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason  # for the log only
+        self.refused = refused  # the guard refused the upstream's URL: the channel's fault
+        self.deadline = deadline  # the request's deadline passed: nobody's verdict
+        self.produced = 0  # images the upstream generated (and may bill) before the download failed
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+class HealthLog(Protocol):
+    """Where channel health transitions are written (``ChannelStore``)."""
 
+    async def record_failure(self, name: str, failures: int, cooling_until: datetime | None, error: str) -> None: ...
 
-def _upstream_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("error", "detail", "message"):
-            if isinstance(body.get(key), str):
-                return body[key]
-    return str(body)[:300]
+    async def record_ok(self, name: str, at: datetime) -> None: ...
 
 
 @dataclass
@@ -117,29 +141,23 @@ class ChannelDirectory:
         return self._cached
 
 
-class DownloadGuard:
-    """SSRF guard for image downloads: the channel's own host, an allow-listed image host,
-    or a host whose every address is public. Never loopback/private/link-local otherwise."""
+def _no_channel_message(channels: list[Channel], op: Operation, tier: str | None) -> str:
+    what = op.official_path + (f" for {tier}" if tier else "")
+    disabled = sorted(c.name for c in channels if not c.enabled and c.matches(op, tier))
+    if disabled:
+        return (f"every upstream channel that serves {what} is disabled ({', '.join(disabled)}); "
+                f"enable one with `ideohub channels enable NAME`")
+    return (f"no upstream channel serves {what}; "
+            f"add one with `ideohub channels add` or in the config file's [[channels]]")
 
-    def __init__(self, allowed_hosts: tuple[str, ...] = DEFAULT_DOWNLOAD_HOSTS) -> None:
-        self.allowed_hosts = allowed_hosts
 
-    async def check(self, url: str, channel: Channel) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if parts.scheme not in ("http", "https") or not host:
-            raise DownloadFailed(f"refusing to fetch a non-http(s) image URL from {channel.name}")
-        if host == (urlsplit(channel.base_url).hostname or "").lower():
-            return
-        if any(fnmatch(host, pattern) for pattern in self.allowed_hosts):
-            return
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-        except OSError:
-            raise DownloadFailed(f"cannot resolve image host {host}") from None
-        for info in infos:
-            if not ipaddress.ip_address(info[4][0]).is_global:
-                raise DownloadFailed(f"refusing to fetch an image from non-public address of {host}")
+def _image_head(head: bytes) -> None:
+    if sniff_media_type(head) is None:
+        raise Unacceptable("the download is not a JPEG, PNG or WebP image")
+
+
+def _log(event: str, **fields: Any) -> None:
+    log.warning(json.dumps({"event": event, **fields}, ensure_ascii=False))
 
 
 class RelayEngine:
@@ -152,24 +170,36 @@ class RelayEngine:
         router: Router | None = None,
         metrics: Metrics | None = None,
         client: httpx.AsyncClient | None = None,
-        guard: DownloadGuard | None = None,
+        downloads: GuardedClients | None = None,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
         download_attempts: int = 3,
+        health: HealthLog | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``client`` calls the channels' APIs (their base URLs are the operator's own);
+        ``downloads`` fetches the images the upstreams point at, one guarded pool per channel."""
         self.directory = directory
         self.router = router or Router()
         self.metrics = metrics or Metrics()
         self.client = client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), follow_redirects=False
         )
-        self.guard = guard or DownloadGuard()
+        self.downloads = downloads or GuardedClients(GuardPolicy(DEFAULT_DOWNLOAD_HOSTS))
+        self.max_download_bytes = max_download_bytes
         self.download_attempts = download_attempts
+        self.health = health
+        self.now = now
+        self.sleep = sleep
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.downloads.aclose()
 
     async def run(self, request: CanonicalRequest, ctx: EngineContext) -> Any:
         op = request.operation
         tier = tier_of(request)
+        body = encode_request(request)  # InvalidRequest (400) here: no channel is chosen, none is blamed
         channels = await self.directory.current()
         tried: set[str] = set()
         failures: list[str] = []
@@ -178,121 +208,191 @@ class RelayEngine:
             try:
                 channel = await self.router.acquire(channels, op, tier, tried)
             except NoChannel:
-                raise EngineUnavailable(
-                    f"no upstream channel serves {op.official_path}"
-                    + (f" for {tier}" if tier else "")
-                    + "; add one with `ideohub channels add` or in the config file's [[channels]]"
-                ) from None
+                raise EngineUnavailable(_no_channel_message(channels, op, tier)) from None
             if channel is None:
                 if throttled and len(throttled) == len(failures):  # every upstream said "slow down"
                     raise RateLimited("every upstream channel is rate limiting: " + "; ".join(failures),
                                       retry_after=math.ceil(min(throttled)))
                 raise UpstreamFailed("every upstream channel failed: " + "; ".join(failures))
             tried.add(channel.name)
-            self.metrics.channel_in_flight.labels(channel.name).inc()
-            attempt_started = time.perf_counter()
+            result = await self._use(channel, request, body, ctx)
+            if not isinstance(result, _Retryable):
+                ctx.channel = channel.name
+                return result
+            failures.append(f"{channel.name}: {result.reason}")
+            if result.throttled:
+                throttled.append(result.retry_after or 1.0)
+            _log("upstream attempt failed", upstream=channel.name, request_id=ctx.request_id, reason=result.reason)
+            if ctx.remaining() <= 0:
+                raise UpstreamFailed("deadline reached; " + "; ".join(failures))
 
-            def record(outcome: str, status: int | None, images: int) -> None:
-                ctx.attempts.append(Attempt(channel.name, outcome, status, time.perf_counter() - attempt_started,
-                                            images, channel.cost_multiplier))
-
+    async def _use(self, channel: Channel, request: CanonicalRequest, body: EncodedBody, ctx: EngineContext) -> Any:
+        """One attempt on ``channel`` with its slot held: the result, or the ``_Retryable`` to fail
+        over on. The slot is always given back; only the upstream's behaviour is a verdict."""
+        started = time.perf_counter()
+        outcome, retry_after, reason = Outcome.RELEASED, None, ""
+        label, status, images = "error", None, 0  # an exception of ours unless set below
+        cancelled = False
+        self.metrics.channel_in_flight.labels(channel.name).inc()
+        try:
             try:
-                result = await self._attempt(channel, request, ctx)
+                result = await self._attempt(channel, request, body, ctx)
             except _Retryable as exc:
+                outcome, retry_after, reason, status = exc.outcome, exc.retry_after, exc.reason, exc.status
                 # a timed-out upstream may still generate (and bill) the images
-                record("timeout" if exc.timed_out else exc.outcome.value, exc.status,
-                       request.num_images if exc.timed_out else 0)
-                await self.router.release(channel, exc.outcome, exc.retry_after)
-                self.metrics.upstream_attempts.labels(channel.name, exc.outcome.value).inc()
-                self.metrics.channel_cooldown.labels(channel.name).set(1)
-                failures.append(f"{channel.name}: {exc.reason}")
-                if exc.throttled:
-                    throttled.append(exc.retry_after or 1.0)
-                log.warning('{"upstream": "%s", "request_id": "%s", "failed": "%s"}', channel.name, ctx.request_id,
-                            exc.reason)
-                if ctx.remaining() <= 0:
-                    raise UpstreamFailed("deadline reached; " + "; ".join(failures)) from None
-                continue
+                label, images = ("timeout", request.num_images) if exc.timed_out else (exc.outcome.value, 0)
+                return exc
             except (UpstreamRejected, SafetyRejected) as exc:
-                record("rejected", exc.status, 0)
-                await self.router.release(channel, Outcome.OK)
-                self.metrics.upstream_attempts.labels(channel.name, "rejected").inc()
+                outcome, label, status = Outcome.OK, "rejected", exc.status
                 raise
             except DownloadFailed as exc:
-                record("download_failed", 200, exc.produced)
-                await self.router.release(channel, Outcome.OK)
-                self.metrics.upstream_attempts.labels(channel.name, "download_failed").inc()
-                raise UpstreamFailed(f"{channel.name}: could not download the generated images: {exc}") from None
-            except BaseException:
-                record("error", None, 0)
-                await self.router.release(channel, Outcome.FAILED)
+                label, status, images = "download_failed", 200, exc.produced
+                outcome = Outcome.FAILED if exc.refused else Outcome.RELEASED if exc.deadline else Outcome.OK
+                reason = "its image links were refused by the download guard" if exc.refused else DOWNLOAD_FAILED
+                _log("image download failed", upstream=channel.name, request_id=ctx.request_id,
+                     reason=outside_text(exc.reason, [channel.key]))
+                if exc.deadline:
+                    raise DeadlineExceeded("the request's deadline passed while downloading the images") from None
+                raise UpstreamFailed(f"{channel.name}: {DOWNLOAD_FAILED}") from None
+            except _DeadlineReached:
+                label, images = "timeout", request.num_images
+                raise DeadlineExceeded(f"the request's deadline passed while waiting for {channel.name}") from None
+            except asyncio.CancelledError:  # the caller went away, or the service's deadline
+                cancelled = True
+                label, images = "cancelled", request.num_images  # the upstream may still bill
                 raise
-            finally:
-                self.metrics.channel_in_flight.labels(channel.name).dec()
-            produced = len(result.images) if isinstance(result, ImageResult) else 1
-            record("ok", 200, produced)
-            ctx.channel = channel.name
-            await self.router.release(channel, Outcome.OK)
-            self.metrics.upstream_attempts.labels(channel.name, "ok").inc()
-            self.metrics.channel_cooldown.labels(channel.name).set(0)
+            label, status = "ok", 200
+            images = len(result.images) if isinstance(result, ImageResult) else 1
+            outcome = Outcome.OK
             return result
+        finally:
+            self.metrics.channel_in_flight.labels(channel.name).dec()
+            ctx.attempts.append(Attempt(channel.name, label, status, time.perf_counter() - started, images,
+                                        channel.cost_multiplier))
+            if outcome is not Outcome.RELEASED or label == "download_failed":  # the upstream's doing, not ours
+                self.metrics.upstream_attempts.labels(channel.name, label if label != "timeout" else "failed").inc()
+            settle = self._give_back(channel, outcome, retry_after, reason)
+            if cancelled:
+                await asyncio.shield(settle)  # a second cancellation must not leak the slot
+            else:
+                await settle
 
-    async def _attempt(self, channel: Channel, request: CanonicalRequest, ctx: EngineContext) -> Any:
-        timeout = min(channel.timeout_s, max(0.1, ctx.remaining()))
-        wire = to_wire(request)
+    async def _give_back(self, channel: Channel, outcome: Outcome, retry_after: float | None, reason: str) -> None:
+        await self.router.release(channel, outcome, retry_after)
+        if outcome is Outcome.RELEASED:
+            return
+        self.metrics.channel_cooldown.labels(channel.name).set(0 if outcome is Outcome.OK else 1)
+        if self.health is None:
+            return
+        now = self.now()
+        try:
+            if outcome is Outcome.OK:
+                h = channel.health
+                if h is None or h.failures > 0 or h.last_ok_at is None or now - h.last_ok_at >= HEALTH_REFRESH:
+                    await self.health.record_ok(channel.name, now)
+                    channel.health = ChannelHealth(0, None, h.last_error if h else None, now)
+                return
+            state = await self.router.status(channel.name)
+            until = now + timedelta(seconds=state.cooldown_left_s) if state.cooldown_left_s > 0 else None
+            error = outside_text(reason, [channel.key])
+            await self.health.record_failure(channel.name, max(1, state.failures), until, error)
+            channel.health = ChannelHealth(max(1, state.failures), until, error,
+                                           channel.health.last_ok_at if channel.health else None)
+        except Exception as exc:  # health is for listings: never fail a request over it
+            _log("could not record channel health", upstream=channel.name, error=exc.__class__.__name__)
+
+    async def _attempt(self, channel: Channel, request: CanonicalRequest, body: EncodedBody, ctx: EngineContext) -> Any:
+        budget = ctx.remaining()
+        if budget <= 0:
+            raise _DeadlineReached()
+        timeout = min(channel.timeout_s, budget)
+        ours = budget < channel.timeout_s  # the request's deadline bounds this call, not the channel's timeout
         started = time.perf_counter()
         try:
-            response = await self.client.post(
-                channel.url_for(request.operation),
-                headers={**channel.auth_headers(), "Accept": "application/json"},
-                timeout=httpx.Timeout(timeout, connect=min(channel.connect_timeout_s, timeout)),
-                **wire.httpx_kwargs(),
-            )
-        except httpx.TimeoutException:
-            raise _Retryable(f"timed out after {timeout:.0f}s", timed_out=True) from None
+            async with asyncio.timeout(timeout):  # the whole call: a trickling answer cannot outlast it
+                status, headers, data = await self._call(channel, request.operation, body, timeout)
+        except (TimeoutError, httpx.TimeoutException):
+            if ours:
+                raise _DeadlineReached() from None
+            raise _Retryable(f"timed out after {timeout:g}s", timed_out=True) from None
         except httpx.HTTPError as exc:
             raise _Retryable(f"connection error ({exc.__class__.__name__})") from None
+        except TooLarge:
+            raise _Retryable(f"malformed response (larger than {MAX_ANSWER_BYTES} bytes)", status=200) from None
         finally:
             elapsed = time.perf_counter() - started
             ctx.engine_seconds += elapsed
             self.metrics.upstream_latency.labels(channel.name).observe(elapsed)
-        status = response.status_code
         if status in (401, 402, 403):
             raise _Retryable(f"upstream answered {status} (key rejected or out of credit)", Outcome.AUTH, status=status)
         if status in (408, 429) or status >= 500:
-            raise _Retryable(f"upstream answered {status}", retry_after=_retry_after(response), throttled=status == 429,
-                             status=status)
+            raise _Retryable(f"upstream answered {status}", retry_after=parse_retry_after(headers.get("retry-after")),
+                             throttled=status == 429, status=status)
         if status == 422:
-            raise SafetyRejected(_upstream_message(response))
+            raise SafetyRejected(outside_text(error_message(data, "rejected by the upstream"), [channel.key]))
         if 400 <= status < 500 and status != 404:
+            message = outside_text(error_message(data, f"HTTP {status}"), [channel.key])
             raise UpstreamRejected(400 if status not in (413, 415) else status,
-                                   f"the upstream rejected the request: {_upstream_message(response)}")
+                                   f"the upstream rejected the request: {message}")
         if status != 200:
             raise _Retryable(f"upstream answered {status}", status=status)
         try:
-            body = response.json()
+            parsed = parse_body(data)
             if request.operation is Operation.DESCRIBE:
-                return DescribeResult(parse_descriptions(body))
-            items = parse_images(body)
-        except (ValueError, MalformedResponse) as exc:
+                return DescribeResult(parse_descriptions(parsed))
+            items = parse_images(parsed, request.num_images)
+        except MalformedResponse as exc:
             raise _Retryable(f"malformed response ({exc})", status=status) from None
+        started = time.perf_counter()
         try:
-            return ImageResult(await self._download_all(channel, items, ctx))
+            async with asyncio.timeout(max(0.0, ctx.remaining())):
+                return ImageResult(await self._download_all(channel, items))
+        except TimeoutError:
+            failed = DownloadFailed("the request's deadline passed during the download", deadline=True)
+            failed.produced = len(items)
+            raise failed from None
         except DownloadFailed as exc:
             exc.produced = len(items)
             raise
-
-    async def _download_all(self, channel: Channel, items: list[UpstreamImage], ctx: EngineContext) -> list[ImageOutput]:
-        started = time.perf_counter()
-        try:
-            blobs = await asyncio.gather(
-                *(self._download(channel, item.url) if item.url else _none() for item in items)
-            )
         finally:
             ctx.engine_seconds += time.perf_counter() - started
+
+    async def _call(self, channel: Channel, operation: Operation, body: EncodedBody,
+                    timeout: float) -> tuple[int, httpx.Headers, bytes]:
+        """POST the prepared body; the answer read with a cap (an error answer's beyond the cap is
+        dropped: only its message would have been used)."""
+        headers = {**channel.auth_headers(), "Content-Type": body.content_type, "Accept": "application/json",
+                   "Accept-Encoding": "identity"}
+        async with self.client.stream(
+            "POST", channel.url_for(operation), content=body.content, headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(channel.connect_timeout_s, timeout)),
+        ) as response:
+            if response.status_code == 200:
+                return 200, response.headers, await read_capped(response, MAX_ANSWER_BYTES)
+            try:
+                data = await read_capped(response, MAX_ERROR_BYTES)
+            except TooLarge:
+                data = b""
+            return response.status_code, response.headers, data
+
+    async def _download_all(self, channel: Channel, items: list[UpstreamImage]) -> list[ImageOutput]:
+        """Every image at once; the first failure cancels the rest (their streams are closed)."""
+        client = self.downloads.client(channel.name, channel.origin)
+        tasks = {i: asyncio.ensure_future(self._download(client, item.url)) for i, item in enumerate(items) if item.url}
+        try:
+            if tasks:
+                await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for task in tasks.values():
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
         outputs = []
-        for item, blob in zip(items, blobs):
-            data, media_type = blob if blob else (None, "image/png")
+        for i, item in enumerate(items):
+            data, media_type = tasks[i].result() if i in tasks else (None, "image/png")
             outputs.append(
                 ImageOutput(
                     data=data, media_type=media_type, resolution=item.resolution, prompt=item.prompt, seed=item.seed,
@@ -302,35 +402,27 @@ class RelayEngine:
             )
         return outputs
 
-    async def _download(self, channel: Channel, url: str) -> tuple[bytes, str]:
+    async def _download(self, client: httpx.AsyncClient, url: str) -> tuple[bytes, str]:
+        """One image: transient failures are retried; a refusal, an oversized or non-image body
+        and a link that is gone are not (they would only fail again, at our cost)."""
         last = "no attempt"
         for attempt in range(self.download_attempts):
             if attempt:
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+                await self.sleep(0.2 * 2 ** (attempt - 1))
             try:
-                current = url
-                for _hop in range(4):
-                    await self.guard.check(current, channel)
-                    response = await self.client.get(current, timeout=httpx.Timeout(60, connect=10))
-                    if response.is_redirect and "location" in response.headers:
-                        current = urljoin(current, response.headers["location"])
+                async with open_stream(client, url, timeout=DOWNLOAD_TIMEOUT) as response:
+                    status = response.status_code
+                    if status != 200:
+                        last = f"HTTP {status}"
+                        if 400 <= status < 500 and status not in (408, 429):
+                            raise DownloadFailed(last)  # expired, missing or forbidden links do not come back
                         continue
-                    break
-                if response.status_code != 200:
-                    last = f"HTTP {response.status_code}"
-                    if response.status_code in (403, 404, 410):
-                        break  # expired or missing links do not come back
-                    continue
-                data = response.content
-                media_type = sniff_media_type(data)
-                if media_type is None or len(data) > MAX_IMAGE_BYTES:
-                    last = "the download is not a JPEG, PNG or WebP image"
-                    continue
-                return data, media_type
+                    data = await read_capped(response, self.max_download_bytes, check_head=_image_head)
+                    return data, sniff_media_type(data) or "image/png"
+            except Refused as exc:
+                raise DownloadFailed(f"refused by the guard: {exc}", refused=True) from None
+            except (TooLarge, Unacceptable) as exc:
+                raise DownloadFailed(str(exc)) from None
             except httpx.HTTPError as exc:  # includes truncated bodies (RemoteProtocolError)
                 last = exc.__class__.__name__
         raise DownloadFailed(last)
-
-
-async def _none() -> None:
-    return None
