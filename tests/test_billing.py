@@ -154,6 +154,7 @@ def _billing_server(start_server, sim, **overrides):
         "config", engine_config={"*": "relay"},
         channels=[{"name": "up", "kind": "relay", "base_url": sim.base_url, "key": SIM_KEY, "auth": "api-key",
                    "path_style": "official", "max_in_flight": 500}],
+        max_connections_per_client=500,  # 200 concurrent connections from one loopback client
         **overrides,
     )
 

@@ -97,7 +97,7 @@ def _store_one(running, data: bytes) -> str:
             await repo.start_request("req_media", None, "upscale")
             out = ImageOutput(data=data, media_type="image/png", resolution=Size(8, 8), prompt="", seed=1,
                               is_image_safe=True)
-            delivered = await svc._store("req_media", Operation.UPSCALE, ImageResult([out]))
+            delivered, _rows = await svc._store("req_media", Operation.UPSCALE, ImageResult([out]))
             return delivered[0].url
         finally:
             await repo.close()
@@ -128,8 +128,12 @@ def test_expired_links_and_sweeper(start_server):
     srv = start_server(url_ttl_s=1)
     url = _store_one(srv, png_bytes(8, 8))
     assert srv.client.get(url).status_code == 200
-    time.sleep(2.1)
-    r = srv.client.get(url)
+    # the same image's link as it was signed 10 s ago (validly, so only its age is wrong), instead
+    # of waiting for this one to expire
+    secrets = Secrets.load(srv.settings)
+    signer = UrlSigner(secrets.signing_keys, secrets.active_kid, srv.settings.base_url, srv.settings.url_ttl_s)
+    expired, _exp = signer.sign(parts(url)[0], now=time.time() - 10)
+    r = srv.client.get(expired)
     assert r.status_code == 410 and r.headers["content-type"] == "application/json"
     # the sweeper deletes the expired file and its row
     from ideohub.service import Service
@@ -143,7 +147,7 @@ def test_expired_links_and_sweeper(start_server):
         repo = Repository.connect(settings.db_url, Secrets.load(settings).key_pepper)
         try:
             svc = Service(settings, repo, LocalStorage(settings.images_dir), None, {}, None)  # type: ignore[arg-type]
-            return await svc.sweep(datetime.now(UTC) + timedelta(seconds=1))
+            return await svc.sweep(datetime.now(UTC) + timedelta(seconds=5))  # past the 1 s link lifetime
         finally:
             await repo.close()
 

@@ -8,6 +8,7 @@ them again: nothing half-written survives.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .config import Settings
-from .domain.errors import EngineUnavailable, Forbidden, IdeohubError, SafetyRejected, UpstreamFailed
+from .domain.errors import (
+    DeadlineExceeded,
+    EngineUnavailable,
+    Forbidden,
+    IdeohubError,
+    SafetyRejected,
+    UpstreamFailed,
+)
 from .domain.prices import PER_INPUT, PriceTable, Quote
 from .gate.limits import Limiter, MemoryLimiter
 from .domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
@@ -31,6 +39,7 @@ from .store.repository import Repository, new_id, utcnow
 log = logging.getLogger("ideohub.service")
 
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+PARTIAL_WRITE_GRACE_S = 3600  # a temporary file this old was left by a crash mid-write
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Outcome:
     images: list[DeliveredImage] | None = None
     descriptions: list[str] | None = None
     engine_seconds: float = 0.0
+    body: bytes | None = None  # the answer, rendered before the money moved
 
 
 class Service:
@@ -82,15 +92,18 @@ class Service:
         parse: Callable[[], Awaitable[CanonicalRequest]],
         key: ApiKey,
         request_id: str,
+        render: Callable[[Outcome], bytes] | None = None,
     ) -> Outcome:
-        """Gate → engine → storage → settle, with the request record and the money kept exact:
-        a failure anywhere refunds the reservation exactly once."""
+        """Gate → engine → storage → render → settle, with the request record and the money kept
+        exact: a failure anywhere (rendering the answer included) refunds the reservation exactly
+        once, and the images it stored are deleted again."""
         started = time.perf_counter()
         account_id = key.account_id or DEFAULT_ACCOUNT
         await self.repo.start_request(request_id, key.id, operation.value, account_id)
         reserved = leased = False
         ctx: EngineContext | None = None
         quote: Quote | None = None
+        stored: list[StoredImage] = []
         try:
             rpm = key.rpm or self.settings.default_rpm
             if rpm:
@@ -121,7 +134,13 @@ class Service:
             engine_started = time.perf_counter()
             self.metrics.images_in_flight.inc(request.num_images)
             try:
-                result = await engine.run(request, ctx)
+                # the deadline bounds the whole engine call: upstream attempts and downloads included
+                async with asyncio.timeout(self.settings.request_timeout_s):
+                    result = await engine.run(request, ctx)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"the request did not finish within request_timeout_s ({self.settings.request_timeout_s:g} s)"
+                ) from None
             finally:
                 self.metrics.images_in_flight.dec(request.num_images)
             # engines that know their wait time (the relay) report it; for the rest all of it is engine time
@@ -131,11 +150,15 @@ class Service:
                     raise UpstreamFailed(f"engine {engine.name} returned no description")
                 delivered, outcome = 1, Outcome(operation, descriptions=result.descriptions)
             else:
-                images = await self._store(request_id, operation, result)
+                images, stored = await self._store(request_id, operation, result)
                 delivered = sum(1 for i in images if i.url is not None)
                 outcome = Outcome(operation, images=images)
             outcome.engine_seconds = engine_seconds
-            await self.ledger.settle(request_id, quote.charge_for(delivered))
+            if render is not None:
+                outcome.body = render(outcome)
+            if not await self.ledger.settle(request_id, quote.charge_for(delivered)):
+                reserved = False  # the sweeper released it: delivering now would be delivering free
+                raise DeadlineExceeded("the request's reservation expired before it completed; nothing was charged")
             reserved = False
             await self.repo.update_request(
                 request_id, "done", images=delivered, status_code=200, channel=ctx.channel,
@@ -146,6 +169,8 @@ class Service:
             status = exc.status if isinstance(exc, IdeohubError) else 500
             error = exc.detail if isinstance(exc, IdeohubError) else f"{exc.__class__.__name__}: internal error"
             try:
+                if stored:
+                    await self._unstore(stored)
                 if reserved:
                     await self.ledger.refund(request_id)
                 await self.repo.update_request(
@@ -192,44 +217,55 @@ class Service:
             )
         return engine
 
-    async def _store(self, request_id: str, operation: Operation, result: ImageResult) -> list[DeliveredImage]:
-        """Store every safe image, then record them; on any failure delete what was written."""
+    async def _store(
+        self, request_id: str, operation: Operation, result: ImageResult
+    ) -> tuple[list[DeliveredImage], list[StoredImage]]:
+        """Record every safe image, then write its file: a file never exists without its row (a
+        crash in between leaves rows of a failed request, which the sweeper deletes with their
+        files). On any failure here what was written is deleted again."""
         if not result.images:
             raise UpstreamFailed("the engine returned no images")  # never a 200 with empty data
-        written: list[str] = []
         rows: list[StoredImage] = []
         delivered: list[DeliveredImage] = []
+        blobs: list[bytes] = []
         now = utcnow()
-        try:
-            for output in result.images:
-                if output.is_image_safe is None:
-                    raise RuntimeError("engine contract: is_image_safe must be set")
-                if not output.is_image_safe or output.data is None:
-                    delivered.append(DeliveredImage(output, None))
-                    continue
-                image_id = new_id("img")
-                key = f"{image_id}.{_EXT.get(output.media_type, 'png')}"
-                await self.storage.put(key, output.data)
-                written.append(key)
-                url, exp = self.signer.sign(key)
-                size = output.upscaled_resolution or output.resolution
-                rows.append(
-                    StoredImage(
-                        id=image_id, request_id=request_id, storage_key=key, media_type=output.media_type,
-                        width=size.width, height=size.height, bytes=len(output.data), etag=image_id,
-                        created_at=now, expires_at=datetime.fromtimestamp(exp, UTC),
-                    )
+        for output in result.images:
+            if output.is_image_safe is None:
+                raise RuntimeError("engine contract: is_image_safe must be set")
+            if not output.is_image_safe or output.data is None:
+                delivered.append(DeliveredImage(output, None))
+                continue
+            image_id = new_id("img")
+            key = f"{image_id}.{_EXT.get(output.media_type, 'png')}"
+            url, exp = self.signer.sign(key)
+            size = output.upscaled_resolution or output.resolution
+            rows.append(
+                StoredImage(
+                    id=image_id, request_id=request_id, storage_key=key, media_type=output.media_type,
+                    width=size.width, height=size.height, bytes=len(output.data), etag=image_id,
+                    created_at=now, expires_at=datetime.fromtimestamp(exp, UTC),
                 )
-                delivered.append(DeliveredImage(output, url))
+            )
+            blobs.append(output.data)
+            delivered.append(DeliveredImage(output, url))
+        if rows:
             await self.repo.add_images(rows)
-            if rows:
-                self.metrics.images_stored.labels(operation.value).inc(len(rows))
+        try:
+            for row, data in zip(rows, blobs):
+                await self.storage.put(row.storage_key, data)
             await self.repo.update_request(request_id, "stored", images=len(rows))
         except BaseException:
-            for key in written:
-                await self.storage.delete(key)
+            await self._unstore(rows)
             raise
-        return delivered
+        if rows:
+            self.metrics.images_stored.labels(operation.value).inc(len(rows))
+        return delivered, rows
+
+    async def _unstore(self, rows: list[StoredImage]) -> None:
+        """Files first, then rows: an interruption leaves rows (which the sweeper finds), never files."""
+        for row in rows:
+            await self.storage.delete(row.storage_key)
+        await self.repo.delete_images([r.id for r in rows])
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete expired images (file and row), release abandoned reservations, drop usage past
@@ -239,14 +275,14 @@ class Service:
         if self.last_released:
             log.warning('{"sweeper": "released abandoned reservations", "count": %d}', self.last_released)
         total = 0
-        while True:
-            expired = await self.repo.expired_images(now)
-            if not expired:
-                break
-            for row in expired:
-                await self.storage.delete(row.storage_key)
-            await self.repo.delete_images([r.id for r in expired])
-            total += len(expired)
+        for batch in (self.repo.expired_images, self.repo.images_of_failed_requests):
+            while True:
+                rows = await batch(now)
+                if not rows:
+                    break
+                await self._unstore(rows)
+                total += len(rows)
+        await self.storage.sweep_partial(now.timestamp() - PARTIAL_WRITE_GRACE_S)
         await self.repo.delete_usage_before(now - timedelta(days=self.settings.usage_retention_days))
         return total
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from .. import __version__
 from ..config import Secrets, Settings
-from ..domain.errors import IdeohubError, NotFound
+from ..domain.errors import Forbidden, IdeohubError, NotFound, Unauthorized
 from ..engines.base import WorkerPool
 from ..engines.registry import ConfigError, EngineResources, build_engines
 from ..domain.prices import PriceError, PriceTable
@@ -32,15 +34,18 @@ from ..observability import Metrics
 from ..store.ledger import Ledger
 from ..media.decode import ImageLimits
 from ..media.signing import UrlSigner
+from ..media.signing_keys import KeyRingFile
 from ..media.storage import LocalStorage, Storage
-from ..service import Service
+from ..service import Outcome, Service
 from ..store import db
 from ..store.repository import Repository
 from .admin import router as admin_router
 from .auth import authenticate
-from .dialects import ENDPOINTS, Endpoint, all_paths
-from .dialects.intake import read_fields
+from .body_limits import BodyLimitMiddleware
+from .dialects import ENDPOINTS, Endpoint, all_paths, image_paths
+from .dialects.intake import IntakeLimits, read_fields
 from .middleware import RequestContextMiddleware
+from .openapi import install_openapi
 from .problems import http_error_handler, ideohub_error_handler, unhandled_error_handler, validation_error_handler
 from .responses import render
 
@@ -57,7 +62,7 @@ class AppState:
     signer: UrlSigner
     service: Service
     pool: WorkerPool
-    limits: ImageLimits
+    limits: IntakeLimits
     metrics: Metrics
 
 
@@ -69,7 +74,9 @@ async def open_state(settings: Settings, engines: dict | None = None) -> AppStat
     await upsert_config_channels(settings, repo, secrets)
     metrics = Metrics()
     storage = LocalStorage(settings.images_dir)
-    signer = UrlSigner(secrets.signing_keys, secrets.active_kid, settings.base_url, settings.url_ttl_s)
+    # the key ring as secrets.json has it now: `ideohub rotate-signing-key` takes effect without a restart
+    signer = UrlSigner(KeyRingFile(settings.secrets_file, settings.signing_key_id), None, settings.base_url,
+                       settings.url_ttl_s)
     pool = WorkerPool(settings.workers, settings.queue_size)
     try:
         prices = PriceTable.load(overrides=settings.prices, groups=settings.groups)
@@ -80,7 +87,11 @@ async def open_state(settings: Settings, engines: dict | None = None) -> AppStat
         engines = build_engines(EngineResources(settings, metrics, repo.session, secrets))
     service = Service(settings, repo, storage, signer, engines, pool, metrics,
                       ledger=Ledger(repo.session), prices=prices, limiter=limiter)
-    limits = ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_input_pixels)
+    limits = IntakeLimits(
+        images=ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_input_pixels),
+        max_text_body_bytes=settings.max_text_body_bytes, max_parts=settings.max_parts,
+        max_text_chars=settings.max_text_chars,
+    )
     return AppState(settings, repo, storage, signer, service, pool, limits, metrics)
 
 
@@ -132,10 +143,12 @@ def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
         version=__version__,
         summary="The Ideogram image API, self-hosted.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # install_openapi serves /docs with our own copies of the assets
         redoc_url=None,
     )
-    app.add_middleware(RequestContextMiddleware)
+    paths = image_paths()
+    app.add_middleware(BodyLimitMiddleware, settings=settings, is_image_path=paths.__contains__)
+    app.add_middleware(RequestContextMiddleware)  # outermost: every answer gets its request id
     app.add_exception_handler(IdeohubError, ideohub_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -151,10 +164,12 @@ def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
                 name=f"{endpoint.operation.value}:{path}",
                 summary=f"Ideogram {endpoint.path}",
             )
+    app.ideohub_settings = settings  # type: ignore[attr-defined]  # what the server layer configures itself from
     app.include_router(admin_router)
     app.add_api_route("/images/{name}", serve_image, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    install_openapi(app)
     return app
 
 
@@ -166,7 +181,7 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
         request.state.key_id = key.id
 
         async def parse():  # type: ignore[no-untyped-def]
-            fields = await read_fields(request, endpoint, state.limits, state.settings.max_body_bytes)
+            fields = await read_fields(request, endpoint, state.limits)
             if fields.from_json:  # no uploads: validation only (microseconds), not worth a thread hop
                 parsed = endpoint.parse(fields)
             else:  # uploads are decoded and checked: off the event loop
@@ -175,12 +190,18 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
                 request.state.prompt = parsed.prompt_text
             return parsed
 
-        outcome = await state.service.handle(endpoint.operation, parse, key, request.state.request_id)
+        outcome = await state.service.handle(endpoint.operation, parse, key, request.state.request_id,
+                                             render=_render_json)
         request.state.engine_seconds = outcome.engine_seconds
-        return JSONResponse(render(outcome))
+        return Response(outcome.body, media_type="application/json")
 
     handler.__name__ = f"post_{endpoint.operation.value.replace('-', '_')}"
     return handler
+
+
+def _render_json(outcome: Outcome) -> bytes:
+    """The answer's bytes, exactly as JSONResponse renders them (compact, UTF-8)."""
+    return JSONResponse(render(outcome)).body
 
 
 async def serve_image(request: Request, name: str) -> Response:
@@ -207,8 +228,27 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    """Loopback clients only, unless ``metrics_token`` is set: then ``Bearer <token>`` from anywhere.
+    A request that came through a proxy (it carries a forwarding header) is never "loopback"."""
     state: AppState = request.app.state.ideohub
+    token = state.settings.metrics_token
+    if token:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics_token>'")
+    elif not _is_loopback(request):
+        raise Forbidden("/metrics answers loopback clients only; set metrics_token to scrape it from elsewhere")
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _is_loopback(request: Request) -> bool:
+    if any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip")):
+        return False
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _sweep_forever(state: AppState) -> None:

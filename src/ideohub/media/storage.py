@@ -21,6 +21,9 @@ class Storage(Protocol):
         """A file to stream from, when the backend has one."""
         ...
     async def get(self, key: str) -> bytes | None: ...
+    async def sweep_partial(self, older_than: float) -> int:
+        """Delete what interrupted writes left behind before ``older_than`` (unix time)."""
+        ...
 
 
 def check_key(key: str) -> str:
@@ -64,3 +67,15 @@ class LocalStorage:
     async def get(self, key: str) -> bytes | None:
         path = self.local_path(key)
         return await anyio.Path(path).read_bytes() if path else None
+
+    async def sweep_partial(self, older_than: float) -> int:
+        """Temporary files of writes a crash interrupted (the rename never happened)."""
+        removed = 0
+        for tmp in self.root.glob(".tmp-*"):
+            try:
+                if tmp.stat().st_mtime < older_than:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..domain.untrusted import printable
 from .db import create_engine_async, sessionmaker_for
 from .models import ApiKey, RequestRecord, StoredImage, UpstreamAttempt
 
@@ -127,6 +128,8 @@ class Repository:
         now = utcnow()
         if state in ("done", "failed"):
             values["finished_at"] = now
+        if values.get("error") is not None:  # may quote outside text: never a NUL (PostgreSQL refuses it) or a secret
+            values["error"] = printable(values["error"], 1000)
         async with self.session.begin() as s:
             await s.execute(
                 update(RequestRecord).where(RequestRecord.id == request_id).values(state=state, updated_at=now, **values)
@@ -168,6 +171,14 @@ class Repository:
     async def expired_images(self, now: datetime, limit: int = 500) -> list[StoredImage]:
         async with self.session() as s:
             q = select(StoredImage).where(StoredImage.expires_at < now).limit(limit)
+            return list((await s.scalars(q)).all())
+
+    async def images_of_failed_requests(self, _now: datetime, limit: int = 500) -> list[StoredImage]:
+        """Images whose request failed after they were recorded (a crash between storing and
+        settling): never served, so the sweeper deletes them."""
+        async with self.session() as s:
+            failed = select(RequestRecord.id).where(RequestRecord.state == "failed")
+            q = select(StoredImage).where(StoredImage.request_id.in_(failed)).limit(limit)
             return list((await s.scalars(q)).all())
 
     async def delete_images(self, ids: list[str]) -> None:

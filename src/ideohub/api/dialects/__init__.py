@@ -13,7 +13,7 @@ from ...domain.operations import CanonicalRequest, Operation
 from . import legacy, v3
 from .fields import Fields, UploadedFile
 
-__all__ = ["ENDPOINTS", "Endpoint", "Fields", "UploadedFile", "all_paths"]
+__all__ = ["ENDPOINTS", "Endpoint", "Fields", "UploadedFile", "all_paths", "image_paths"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class Endpoint:
     parse: Callable[[Fields], CanonicalRequest]
     json_body: bool  # accepts application/json
     multipart: bool  # accepts multipart/form-data
+    text_fields: frozenset[str]  # top-level fields read (the official request schema's properties)
+    file_fields: frozenset[str] = frozenset()  # file parts read; any other part is discarded while streaming
     auth_status: int = 401  # the spec answers 403 on /remix, /upscale, /v1/ideogram-v3/remix
 
     @property
@@ -29,22 +31,53 @@ class Endpoint:
         return self.operation.official_path
 
 
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# The fields of each endpoint, as Ideogram's OpenAPI declares them (tests/api check the two agree).
+_V3_STYLE = "seed num_images rendering_speed color_palette style_codes style_preset"
+_V3_CHARACTER = "style_type custom_model_uri"
+_V3_CHARACTER_FILES = "character_reference_images character_reference_images_mask"
+_V3_GENERATE = f"prompt resolution aspect_ratio magic_prompt negative_prompt {_V3_STYLE} {_V3_CHARACTER}"
+_V3_EDIT = f"prompt magic_prompt {_V3_STYLE} {_V3_CHARACTER}"
+
 ENDPOINTS: dict[Operation, Endpoint] = {
     e.operation: e
     for e in (
-        Endpoint(Operation.GENERATE, legacy.parse_generate, json_body=True, multipart=False),
-        Endpoint(Operation.REMIX, legacy.parse_remix, json_body=False, multipart=True, auth_status=403),
-        Endpoint(Operation.EDIT, legacy.parse_edit, json_body=False, multipart=True),
-        Endpoint(Operation.REFRAME, legacy.parse_reframe, json_body=False, multipart=True),
-        Endpoint(Operation.UPSCALE, legacy.parse_upscale, json_body=False, multipart=True, auth_status=403),
-        Endpoint(Operation.DESCRIBE, legacy.parse_describe, json_body=False, multipart=True),
-        Endpoint(Operation.V3_GENERATE, v3.parse_generate, json_body=True, multipart=True),
-        Endpoint(Operation.V3_REMIX, v3.parse_remix, json_body=False, multipart=True, auth_status=403),
-        Endpoint(Operation.V3_EDIT, v3.parse_edit, json_body=False, multipart=True),
-        Endpoint(Operation.V3_INPAINT, v3.parse_inpaint, json_body=False, multipart=True),
-        Endpoint(Operation.V3_REFRAME, v3.parse_reframe, json_body=False, multipart=True),
-        Endpoint(Operation.V3_REPLACE_BACKGROUND, v3.parse_replace_background, json_body=False, multipart=True),
-        Endpoint(Operation.V3_GENERATE_TRANSPARENT, v3.parse_generate_transparent, json_body=True, multipart=True),
+        Endpoint(Operation.GENERATE, legacy.parse_generate, json_body=True, multipart=False,
+                 text_fields=_names("image_request")),
+        Endpoint(Operation.REMIX, legacy.parse_remix, json_body=False, multipart=True,
+                 text_fields=_names("image_request"), file_fields=_names("image_file"), auth_status=403),
+        Endpoint(Operation.EDIT, legacy.parse_edit, json_body=False, multipart=True,
+                 text_fields=_names("prompt model magic_prompt_option num_images seed style_type"),
+                 file_fields=_names("image_file mask")),
+        Endpoint(Operation.REFRAME, legacy.parse_reframe, json_body=False, multipart=True,
+                 text_fields=_names("resolution model num_images seed style_type"), file_fields=_names("image_file")),
+        Endpoint(Operation.UPSCALE, legacy.parse_upscale, json_body=False, multipart=True,
+                 text_fields=_names("image_request"), file_fields=_names("image_file"), auth_status=403),
+        Endpoint(Operation.DESCRIBE, legacy.parse_describe, json_body=False, multipart=True,
+                 text_fields=_names("describe_model_version"), file_fields=_names("image_file")),
+        Endpoint(Operation.V3_GENERATE, v3.parse_generate, json_body=True, multipart=True,
+                 text_fields=_names(_V3_GENERATE),
+                 file_fields=_names(f"style_reference_images {_V3_CHARACTER_FILES}")),
+        Endpoint(Operation.V3_REMIX, v3.parse_remix, json_body=False, multipart=True,
+                 text_fields=_names(f"image_weight {_V3_GENERATE}"),
+                 file_fields=_names(f"image style_reference_images {_V3_CHARACTER_FILES}"), auth_status=403),
+        Endpoint(Operation.V3_EDIT, v3.parse_edit, json_body=False, multipart=True,
+                 text_fields=_names(_V3_EDIT),
+                 file_fields=_names(f"image mask style_reference_images {_V3_CHARACTER_FILES}")),
+        Endpoint(Operation.V3_INPAINT, v3.parse_inpaint, json_body=False, multipart=True,
+                 text_fields=_names(_V3_EDIT),
+                 file_fields=_names(f"image mask style_reference_images {_V3_CHARACTER_FILES}")),
+        Endpoint(Operation.V3_REFRAME, v3.parse_reframe, json_body=False, multipart=True,
+                 text_fields=_names(f"resolution {_V3_STYLE}"), file_fields=_names("image style_reference_images")),
+        Endpoint(Operation.V3_REPLACE_BACKGROUND, v3.parse_replace_background, json_body=False, multipart=True,
+                 text_fields=_names(f"prompt magic_prompt {_V3_STYLE}"),
+                 file_fields=_names("image style_reference_images")),
+        Endpoint(Operation.V3_GENERATE_TRANSPARENT, v3.parse_generate_transparent, json_body=True, multipart=True,
+                 text_fields=_names("prompt seed upscale_factor aspect_ratio rendering_speed magic_prompt "
+                                    "negative_prompt num_images custom_model_uri")),
     )
 }
 
@@ -59,3 +92,8 @@ def all_paths(endpoint: Endpoint) -> list[str]:
     if not endpoint.operation.is_v3:
         paths.append(RELAY_V1_PREFIX + endpoint.path)
     return paths
+
+
+def image_paths() -> frozenset[str]:
+    """Every path of every image endpoint (what the body limits treat as an image request)."""
+    return frozenset(p for e in ENDPOINTS.values() for p in all_paths(e))

@@ -7,12 +7,12 @@ every error names the field (with its ``image_request.`` prefix where it has one
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from ...domain import untrusted
 from ...domain.errors import InvalidRequest
 from ...domain.operations import ColorMember, ColorPalette, ImageInput
 from ...domain.enums import ColorPaletteName
@@ -21,17 +21,17 @@ from ...media.decode import ImageLimits, read_image
 E = TypeVar("E", bound=StrEnum)
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() would also take "1_000" and "１２"
+_TOO_LONG = f"must be an integer (at most {untrusted.MAX_NUMBER_CHARS} characters)"
 
 
 def loads_json(text: str, name: str, detail: bool = True) -> Any:
-    """``json.loads`` for a client's text: every failure, deep nesting included, is a 400 naming the field."""
+    """JSON in a client's text field: every failure (deep nesting, NaN, unpaired surrogates
+    included) is a 400 naming the field."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f" ({exc.msg} at position {exc.pos})" if detail else f" ({exc.msg})"
-        raise InvalidRequest(name, f"is not valid JSON{where}") from None
-    except RecursionError:
-        raise InvalidRequest(name, "is not valid JSON (nested too deeply)") from None
+        return untrusted.loads(text)
+    except untrusted.UntrustedJSON as exc:
+        reason = str(exc) if detail else str(exc).split(" at position")[0]
+        raise InvalidRequest(name, f"is not valid JSON ({reason})") from None
 
 
 @dataclass
@@ -50,14 +50,17 @@ class Fields:
     from_json: bool = False
     prefix: str = ""
     limits: ImageLimits = field(default_factory=ImageLimits)
+    max_text_chars: int = 10_000
+    read: set[str] = field(default_factory=set)  # names the parser asked for (tests check them against the schema)
 
     # ------------------------------------------------------------ construction
 
     @classmethod
-    def from_json_object(cls, obj: Any, limits: ImageLimits, prefix: str = "", what: str = "body") -> "Fields":
+    def from_json_object(cls, obj: Any, limits: ImageLimits, prefix: str = "", what: str = "body",
+                         max_text_chars: int = 10_000) -> "Fields":
         if not isinstance(obj, dict):
             raise InvalidRequest(prefix.rstrip(".") or what, "must be a JSON object")
-        return cls(values=dict(obj), from_json=True, prefix=prefix, limits=limits)
+        return cls(values=dict(obj), from_json=True, prefix=prefix, limits=limits, max_text_chars=max_text_chars)
 
     def nested_json(self, name: str, required: bool = True) -> "Fields":
         """The legacy ``image_request``: a JSON object (JSON body) or a JSON string part (multipart)."""
@@ -65,10 +68,12 @@ class Fields:
         if raw is None:
             if required:
                 raise InvalidRequest(self.name(name), "is required")
-            return Fields.from_json_object({}, self.limits, prefix=self.name(name) + ".")
+            raw = {}
         if isinstance(raw, str):
             raw = loads_json(raw, self.name(name))
-        return Fields.from_json_object(raw, self.limits, prefix=self.name(name) + ".")
+        nested = Fields.from_json_object(raw, self.limits, prefix=self.name(name) + ".", max_text_chars=self.max_text_chars)
+        nested.read = self.read  # one record of what was read, nested names included
+        return nested
 
     # ------------------------------------------------------------ access
 
@@ -76,6 +81,7 @@ class Fields:
         return self.prefix + key
 
     def _raw(self, key: str) -> Any:
+        self.read.add(self.name(key))
         if self.from_json:
             return self.values.get(key)
         items = self.values.get(key)
@@ -90,6 +96,7 @@ class Fields:
         return None
 
     def _list(self, key: str) -> list[Any]:
+        self.read.add(self.name(key))
         if self.from_json:
             value = self.values.get(key)
             if value is None:
@@ -105,6 +112,9 @@ class Fields:
             return None
         if not isinstance(raw, str):
             raise InvalidRequest(self.name(key), "must be a string")
+        problem = untrusted.check_text(raw, self.max_text_chars)
+        if problem:
+            raise InvalidRequest(self.name(key), problem)
         if required and not raw.strip():
             raise InvalidRequest(self.name(key), "is required and must not be empty")
         return raw
@@ -115,6 +125,8 @@ class Fields:
             return default
         if isinstance(raw, bool):
             raise InvalidRequest(self.name(key), "must be an integer")
+        if isinstance(raw, untrusted.OutOfRange):
+            raise InvalidRequest(self.name(key), _TOO_LONG)
         if isinstance(raw, int):
             return raw
         if isinstance(raw, float):
@@ -123,9 +135,11 @@ class Fields:
             raise InvalidRequest(self.name(key), "must be an integer")
         if isinstance(raw, str) and not self.from_json:
             text = raw.strip()
-            if _INTEGER.fullmatch(text) and len(text) < 100:  # int() refuses very long digit strings
+            if len(text) > untrusted.MAX_NUMBER_CHARS:
+                raise InvalidRequest(self.name(key), _TOO_LONG)
+            if _INTEGER.fullmatch(text):
                 return int(text)
-            raise InvalidRequest(self.name(key), f"must be an integer, got '{raw[:40]}'")
+            raise InvalidRequest(self.name(key), f"must be an integer, got '{untrusted.printable(raw, 40)}'")
         raise InvalidRequest(self.name(key), "must be an integer")
 
     def enum(self, key: str, cls: type[E], default: E | None = None, required: bool = False) -> E | None:
@@ -148,14 +162,19 @@ class Fields:
         """Repeated parts, a JSON array, or one comma-joined string (``style_codes``)."""
         items = self._list(key)
         out: list[str] = []
+        if len(items) > 64:
+            raise InvalidRequest(self.name(key), "may have at most 64 items")
         for item in items:
             if not isinstance(item, str):
                 raise InvalidRequest(self.name(key), "must be a list of strings")
+            problem = untrusted.check_text(item, self.max_text_chars)
+            if problem:
+                raise InvalidRequest(self.name(key), problem)
             stripped = item.strip()
             if stripped.startswith("["):
                 try:
-                    parsed = json.loads(stripped)
-                except (json.JSONDecodeError, RecursionError):
+                    parsed = untrusted.loads(stripped)
+                except untrusted.UntrustedJSON:
                     raise InvalidRequest(self.name(key), "is not a valid JSON array") from None
                 if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
                     raise InvalidRequest(self.name(key), "must be a list of strings")
@@ -203,6 +222,7 @@ class Fields:
     # ------------------------------------------------------------ files
 
     def file(self, key: str, required: bool = True) -> ImageInput | None:
+        self.read.add(key)
         uploads = self.files.get(key) or []
         if not uploads:
             if self._raw(key) not in (None, ""):
@@ -216,6 +236,7 @@ class Fields:
         return read_image(key, up.data, self.limits, up.filename)
 
     def file_list(self, key: str) -> tuple[ImageInput, ...] | None:
+        self.read.add(key)
         uploads = self.files.get(key) or []
         if not uploads:
             return None

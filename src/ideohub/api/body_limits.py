@@ -1,0 +1,138 @@
+"""Every request body is bounded while it streams, before any route code sees it.
+
+- Image endpoints: the handler authenticates from the headers first, then streams the body
+  through the intake (``dialects.intake``), which applies the per-type, per-part and per-file
+  caps. This middleware adds the total cap (``max_body_bytes``) and the stall limit
+  (``body_timeout_s``) to the stream, counted on what arrives — a chunked body is counted the
+  same as one with a Content-Length.
+- Every other route takes at most ``max_small_body_bytes``: the body is read here, whole,
+  before the route runs (routes that take no API key — admin, health, metrics, images — never
+  need more). The admin API is checked for its token first, so an unauthenticated caller's
+  body is never read.
+- A response sent before the request body was read to its end carries ``Connection: close``,
+  so the server stops reading what the client is still sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import Settings
+from ..domain.errors import IdeohubError, NotFound, PayloadTooLarge
+from .problems import error_response
+
+ADMIN_PREFIX = "/admin"
+
+
+class RequestTimeout(IdeohubError):
+    status = 408
+    title = "Request Timeout"
+
+
+class AdminAuthFailed(IdeohubError):
+    status = 401
+    title = "Unauthorized"
+
+
+def admin_denial(settings: Settings, authorization: str | None) -> IdeohubError | None:
+    """Why an admin request is refused (404 while the admin API is disabled, 401 for a wrong
+    token), or None. Constant-time comparison."""
+    token = settings.admin_token
+    if not token:
+        return NotFound("the admin API is disabled: set admin_token in the config")
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        return AdminAuthFailed("admin endpoints need 'Authorization: Bearer <admin token>'")
+    return None
+
+
+def _too_large(cap: int) -> PayloadTooLarge:
+    return PayloadTooLarge("body", f"the request body exceeds the limit of {cap} bytes")
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings, is_image_path: Callable[[str], bool]) -> None:
+        self.app = app
+        self.settings = settings
+        self.is_image_path = is_image_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = self.settings
+        path: str = scope["path"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+                   if k in (b"content-length", b"transfer-encoding", b"authorization")}
+        declared = headers.get("content-length", "")
+        has_body = (declared.isdigit() and int(declared) > 0) or "transfer-encoding" in headers
+        finished = not has_body
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and not finished:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        async def refuse(error: IdeohubError) -> None:
+            await error_response(error)(scope, receive, send_closing)
+
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            denial = admin_denial(settings, headers.get("authorization"))
+            if denial is not None:
+                await refuse(denial)
+                return
+        image = self.is_image_path(path)
+        cap = settings.max_body_bytes if image else settings.max_small_body_bytes
+        if declared and (not declared.isdigit() or int(declared) > cap):
+            await refuse(_too_large(cap) if declared.isdigit() else PayloadTooLarge("Content-Length", "is not a number"))
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received, finished
+            if finished:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), settings.body_timeout_s)
+            except TimeoutError:
+                raise RequestTimeout(f"the request body stalled for more than {settings.body_timeout_s:g} s") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    raise _too_large(cap)
+                if not message.get("more_body", False):
+                    finished = True
+            elif message["type"] == "http.disconnect":
+                finished = True
+            return message
+
+        if image:
+            await self.app(scope, bounded_receive, send_closing)
+            return
+        # small bodies are read whole here, so no route's own parsing can turn a cap into another error
+        chunks: list[bytes] = []
+        try:
+            while not finished:
+                message = await bounded_receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+        except IdeohubError as exc:
+            await refuse(exc)
+            return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send_closing)
+
