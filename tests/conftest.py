@@ -21,6 +21,7 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ideohub.api.app import create_app  # noqa: E402
+from ideohub.api.server import uvicorn_config  # noqa: E402
 from ideohub.config import Secrets, Settings, load_settings  # noqa: E402
 from ideohub.store import db  # noqa: E402
 from ideohub.store.repository import Repository  # noqa: E402
@@ -33,11 +34,13 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    """uvicorn in a background thread; stops cleanly."""
+    """The server ``ideohub serve`` runs (our protocol, deadlines and caps), in a background
+    thread; stops cleanly."""
 
     def __init__(self, app, port: int) -> None:  # type: ignore[no-untyped-def]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    access_log=False, lifespan="on"))
+        settings = getattr(app, "ideohub_settings", None) or Settings()
+        self.server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port,
+                                                    log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "ThreadedServer":

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,7 +19,9 @@ from rich.table import Table
 
 from .config import Secrets, Settings, load_settings
 from .store import db
-from .store.repository import Repository
+
+if TYPE_CHECKING:  # imported when a command needs it: `--help` and rotate-signing-key stay quick
+    from .store.repository import Repository
 
 T = TypeVar("T")
 
@@ -49,9 +51,16 @@ def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -
 
 
 def _with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> T:
-    if settings.db_url.startswith("sqlite"):
-        db.upgrade(settings.db_url)
+    """Run ``fn`` on a ready database: SQLite is migrated if behind (Alembic runs only then);
+    PostgreSQL that is unreachable or not migrated is one line of advice and exit 1."""
+    from .store.repository import Repository
+
     secrets = Secrets.load(settings)
+    try:
+        db.ready(settings.db_url)
+    except db.DatabaseError as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1) from None
 
     async def go() -> T:
         repo = Repository.connect(settings.db_url, secrets.key_pepper)
@@ -63,21 +72,73 @@ def _with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> 
     return asyncio.run(go())
 
 
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    """A start-up failure: one line on stderr saying what to do, no traceback."""
+    import sys
+
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return typer.Exit(code)
+
+
+def _serve_settings(data_dir: Path | None, config: Path | None, **overrides: object) -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return load_settings(data_dir=data_dir, config=config, **overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise _fail(f"configuration error: {where}: {first.get('msg', 'invalid')} "
+                    f"(fix the config file or the IDEOHUB_* variable)", 2) from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(f"configuration error: {str(exc).strip().splitlines()[0]}", 2) from None
+
+
+def _check_database(settings: Settings) -> None:
+    """The database must be reachable and at our schema before anything else loads: SQLite in
+    the data directory migrates itself; PostgreSQL is migrated only by ``ideohub db upgrade``."""
+    from .api.server import ServerStartError
+
+    try:
+        db.ready(settings.db_url)
+    except db.DatabaseError as exc:  # unreachable, not migrated, or migrated by a newer version
+        raise ServerStartError(str(exc)) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [env: IDEOHUB_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env: IDEOHUB_PORT]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one [env: IDEOHUB_PORT]")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
-    """Run the API server (SQLite and local disk by default)."""
-    import uvicorn
+    """Run the API server (SQLite and local disk by default). A start-up failure (port in use,
+    bad configuration, database unreachable or not migrated) exits non-zero with one line."""
+    from .api.server import ServerStartError, TrustedProxies, bind_listener, one_line, run_server
 
-    from .api.app import create_app
-    from .engines.registry import ConfigError
+    settings = _serve_settings(data_dir, config, host=host, port=port)
+    from .logs import configure_logging
 
-    settings = _settings(data_dir, config, host=host, port=port)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        configure_logging(settings.log_level, secrets=[t for t in (settings.admin_token, settings.metrics_token) if t])
+    except ValueError as exc:
+        raise _fail(f"configuration error: log_level: {exc}", 2) from None
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # SQLite migrating itself at start is routine
+    try:
+        TrustedProxies(settings.trusted_proxies)
+    except ServerStartError as exc:
+        raise _fail(f"configuration error: {exc}", 2) from None
+    try:
+        sock = bind_listener(settings.host, settings.port)  # first, so a busy port fails before anything loads
+    except ServerStartError as exc:
+        raise _fail(str(exc)) from None
+    ready = False
+
+    def announce() -> None:
+        nonlocal ready
+        ready = True
+        err.print(f"ideohub listening on http://{settings.host}:{settings.port} (public URL {settings.base_url})",
+                  soft_wrap=True)
 
     async def first_key(repo: Repository) -> str | None:
         if await repo.list_keys():
@@ -85,17 +146,34 @@ def serve(
         _row, plaintext = await repo.create_key("first key")
         return plaintext
 
-    plaintext = _with_repo(settings, first_key)
-    if plaintext:
-        err.print("[bold]No API key existed, so one was created.[/bold] It is shown once; keep it:")
-        print(plaintext, flush=True)
     try:
-        application = create_app(settings)
-    except ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    err.print(f"ideohub listening on http://{settings.host}:{settings.port} (public URL {settings.base_url})")
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        from .api.app import create_app
+        from .engines.registry import ConfigError
+
+        bound = sock.getsockname()[1]
+        if bound != settings.port:  # --port 0
+            settings = settings.model_copy(update={"port": bound})
+        _check_database(settings)
+        plaintext = _with_repo(settings, first_key)
+        if plaintext:
+            err.print("[bold]No API key existed, so one was created.[/bold] It is shown once; keep it:")
+            print(plaintext, flush=True)
+        try:
+            application = create_app(settings)
+        except ConfigError as exc:
+            raise _fail(f"configuration error: {exc}", 2) from None
+        run_server(application, settings, sock, on_ready=announce)
+    except ServerStartError as exc:
+        raise _fail(str(exc)) from None
+    except (typer.Exit, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        if ready:  # not a start-up failure: keep the traceback
+            raise
+        logging.getLogger("ideohub").debug("start-up failed", exc_info=True)
+        raise _fail(f"could not start: {type(exc).__name__}: {one_line(exc)}") from None
+    finally:
+        sock.close()
 
 
 @keys_app.command("create")
@@ -148,13 +226,13 @@ def keys_create(
 
 
 def _usd(text: str) -> int:
-    from .api.admin import parse_usd
     from .domain.errors import InvalidRequest
+    from .domain.money import parse_usd
 
     try:
         return parse_usd(text, "USD")
     except InvalidRequest as exc:
-        err.print(f"[red]{exc.detail}[/red]")
+        err.print(exc.detail, markup=False, highlight=False, soft_wrap=True, style="red")
         raise typer.Exit(2) from None
 
 
@@ -192,22 +270,48 @@ def accounts_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     Console(width=160).print(table)
 
 
-@app.command()
-def topup(account_id: str, usd: str, note: Annotated[str | None, typer.Option("--note")] = None,
-          data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """Add credit to an account (USD); prints the new balance."""
-    from .domain.errors import NotFound
+def _credit(kind: str, account_id: str, usd: str, note: str | None, data_dir: Path | None,
+            config: Path | None) -> None:
+    """Top-up or adjustment: the rule (``domain.money.check_credit``) is checked before the
+    database is touched, and applied again by the ledger, which every path goes through."""
+    from .domain.errors import InvalidRequest, NotFound
+    from .domain.money import check_credit
     from .domain.prices import micros_to_usd
     from .store.ledger import Ledger
 
     settings = _settings(data_dir, config)
     micros = _usd(usd)
     try:
-        balance = _with_repo(settings, lambda repo: Ledger(repo.session).topup(account_id, micros, note))
+        check_credit(kind, micros, note, amount_field="USD", note_field="--note")  # type: ignore[arg-type]
+    except InvalidRequest as exc:
+        err.print(exc.detail, markup=False, highlight=False, soft_wrap=True, style="red")
+        raise typer.Exit(2) from None
+    move = Ledger.topup if kind == "topup" else Ledger.adjust
+    try:
+        balance = _with_repo(settings, lambda repo: move(Ledger(repo.session), account_id, micros, note))
     except NotFound as exc:
-        err.print(f"[red]{exc.detail}[/red]")
+        err.print(exc.detail, markup=False, highlight=False, soft_wrap=True, style="red")
         raise typer.Exit(1) from None
     print(micros_to_usd(balance))
+
+
+@app.command()
+def topup(account_id: str, usd: Annotated[str, typer.Argument(help="A positive amount of US dollars, e.g. 25 or 0.50")],
+          note: Annotated[str | None, typer.Option("--note")] = None,
+          data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Add credit to an account (USD, positive); prints the new balance.
+
+    To correct a balance, use `ideohub adjust`."""
+    _credit("topup", account_id, usd, note, data_dir, config)
+
+
+@app.command()
+def adjust(account_id: str,
+           usd: Annotated[str, typer.Argument(help="US dollars, negative to debit (after `--`: adjust ACCT -- -1.5)")],
+           note: Annotated[str, typer.Option("--note", help="Why (required; kept on the ledger row)")],
+           data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Correct an account's balance either way, with a note saying why; prints the new balance."""
+    _credit("adjust", account_id, usd, note, data_dir, config)
 
 
 @app.command()
@@ -256,15 +360,36 @@ def usage(
 
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """List keys (ids and prefixes, never the secrets)."""
+    """List keys with every limit and their status (never the secrets).
+
+    "-" is no limit; "spent" counts settled spend and open reservations against the cap."""
+    from datetime import UTC, datetime
+
+    from .domain.prices import micros_to_usd
+
     settings = _settings(data_dir, config)
     rows = _with_repo(settings, lambda repo: repo.list_keys())
-    table = Table("id", "name", "prefix", "account", "rpm", "images", "created", "status")
+    now = datetime.now(UTC)
+
+    def when(t: datetime | None) -> str:
+        return "-" if t is None else (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat(timespec="minutes")
+
+    def status(r) -> str:  # type: ignore[no-untyped-def]
+        if r.revoked_at:
+            return "revoked"
+        expires = r.expires_at if r.expires_at is None or r.expires_at.tzinfo else r.expires_at.replace(tzinfo=UTC)
+        return "expired" if expires is not None and expires <= now else "active"
+
+    table = Table("id", "name", "prefix", "account", "rpm", "images in flight", "spend cap (USD)", "spent (USD)",
+                  "expires", "operations", "created", "status")
     for r in rows:
         table.add_row(r.id, r.name, r.prefix + "…", r.account_id or "", str(r.rpm or "-"),
-                      str(r.max_images_in_flight or "-"), r.created_at.isoformat(timespec="seconds"),
-                      "revoked" if r.revoked_at else "active")
-    Console(width=180).print(table)
+                      str(r.max_images_in_flight or "-"),
+                      "-" if r.spend_cap_micros is None else micros_to_usd(r.spend_cap_micros),
+                      micros_to_usd(r.committed_micros or 0), when(r.expires_at),
+                      "all" if r.allowed_operations is None else ",".join(r.allowed_operations) or "none",
+                      when(r.created_at), status(r))
+    Console(width=260).print(table)
 
 
 @keys_app.command("revoke")
@@ -287,53 +412,81 @@ def _channel_store(repo: Repository, settings: Settings):  # type: ignore[no-unt
 @channels_app.command("add")
 def channels_add(
     name: str,
-    kind: Annotated[str, typer.Option("--kind", help="ideogram (the official API) or relay")] = "relay",
-    base_url: Annotated[str | None, typer.Option("--base-url", help="Default for ideogram: https://api.ideogram.ai")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="ideogram (the official API) or relay (default)")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Required for relay")] = None,
     key: Annotated[str, typer.Option("--key", help="The upstream's API key (stored encrypted)", prompt=True,
                                      hide_input=True)] = "",
-    auth: Annotated[str, typer.Option("--auth", help="bearer or api-key (relay only)")] = "bearer",
-    path_style: Annotated[str, typer.Option("--path-style", help="official, ideogram or ideogram-v1")] = "ideogram",
-    priority: Annotated[int, typer.Option("--priority", help="Higher tiers are tried first")] = 0,
-    weight: Annotated[int, typer.Option("--weight", help="Weighted random within a tier")] = 1,
-    max_in_flight: Annotated[int, typer.Option("--max-in-flight", help="Concurrent requests to this upstream")] = 10,
-    operations: Annotated[str | None, typer.Option("--operations", help="Comma-separated, e.g. upscale,v3-generate")] = None,
-    models: Annotated[str | None, typer.Option("--models", help="Comma-separated models/speeds, e.g. V_2,TURBO")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per upstream request")] = 180.0,
-    cost: Annotated[float, typer.Option("--cost-multiplier", help="Its price to us relative to the list prices")] = 1.0,
+    auth: Annotated[str | None, typer.Option("--auth", help="bearer or api-key (relay only)")] = None,
+    path_style: Annotated[str | None, typer.Option("--path-style", help="official, ideogram or ideogram-v1")] = None,
+    priority: Annotated[int | None, typer.Option("--priority", help="Higher tiers are tried first")] = None,
+    weight: Annotated[int | None, typer.Option("--weight", help="Weighted random within a tier")] = None,
+    max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", help="Concurrent requests to it")] = None,
+    operations: Annotated[str | None, typer.Option("--operations", help="Comma-separated, e.g. upscale")] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Models/speeds, e.g. V_2,TURBO")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per upstream request")] = None,
+    connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", help="Seconds to connect")] = None,
+    cost: Annotated[float | None, typer.Option("--cost-multiplier", help="Its price to us vs list prices")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
-    """Add (or replace) an upstream channel."""
-    from .engines.relay.channels import channel_from_options
+    """Add (or replace) an upstream channel. Options left out take the channel-defaults table's
+    values for the kind, exactly as a channel in the config file does (`ideohub channels defaults`
+    prints the table)."""
+    from .engines.relay.channels import channel_from_options, mask_url
 
     settings = _settings(data_dir, config)
-    options: dict[str, object] = dict(name=name, kind=kind, key=key, auth=auth, path_style=path_style,
-                                      priority=priority, weight=weight, max_in_flight=max_in_flight,
-                                      operations=operations, models=models, timeout_s=timeout, cost_multiplier=cost)
-    if base_url:
-        options["base_url"] = base_url
+    options: dict[str, object | None] = dict(
+        name=name, kind=kind, base_url=base_url or None, key=key, auth=auth, path_style=path_style, priority=priority,
+        weight=weight, max_in_flight=max_in_flight, operations=operations, models=models, timeout_s=timeout,
+        connect_timeout_s=connect_timeout, cost_multiplier=cost,
+    )
     try:
-        channel = channel_from_options({k: v for k, v in options.items() if v is not None})
+        channel = channel_from_options(options)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
-        err.print(f"[red]invalid channel:[/red] {exc}")
+        err.print(f"invalid channel: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     _with_repo(settings, lambda repo: _channel_store(repo, settings).upsert(channel))
-    err.print(f"channel {name} saved ({channel.kind.value}, {channel.base_url})")
+    auth, paths = channel.auth.value, channel.path_style.value  # type: ignore[union-attr]
+    err.print(f"channel {name} saved ({channel.kind.value}, {mask_url(str(channel.base_url))}, {auth} auth, "
+              f"{paths} paths)", markup=False, highlight=False)
+
+
+@channels_app.command("defaults")
+def channels_defaults() -> None:
+    """Print the channel-defaults table (used by `channels add` and by channels in the config file)."""
+    from .engines.relay.channels import COMMON_DEFAULTS, KIND_DEFAULTS
+
+    table = Table("kind", "option", "default")
+    for kind, values in KIND_DEFAULTS.items():
+        for option, value in {**values, **({} if "base_url" in values else {"base_url": "(required)"})}.items():
+            table.add_row(kind.value, option, str(getattr(value, "value", value)))
+    for option, value in COMMON_DEFAULTS.items():
+        table.add_row("any", option, str(value))
+    Console(width=120).print(table)
 
 
 @channels_app.command("list")
 def channels_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """List channels (never their keys)."""
+    """List channels with their health (never their keys; base-URL credentials masked)."""
+    from datetime import UTC, datetime
+
+    from rich.text import Text
+
+    from .engines.relay.channels import ChannelHealth
+
     settings = _settings(data_dir, config)
     channels = _with_repo(settings, lambda repo: _channel_store(repo, settings).list())
+    now = datetime.now(UTC)
     table = Table("name", "kind", "base url", "auth", "paths", "priority", "weight", "max in flight", "operations",
-                  "enabled")
+                  "health")
     for c in channels:
         p = c.public()
-        table.add_row(c.name, p["kind"], p["base_url"], p["auth"], p["path_style"], str(c.priority), str(c.weight),
-                      str(c.max_in_flight), ",".join(p["operations"]) if p["operations"] else "all",  # type: ignore[arg-type]
-                      "yes" if c.enabled else "no")
-    Console(width=200).print(table)
+        health = (c.health or ChannelHealth()).describe(c.enabled, now)  # may quote an upstream: no markup
+        table.add_row(c.name, p["kind"], Text(str(p["base_url"])), p["auth"], p["path_style"], str(c.priority),
+                      str(c.weight), str(c.max_in_flight),
+                      ",".join(p["operations"]) if p["operations"] else "all",  # type: ignore[arg-type]
+                      Text(health))
+    Console(width=220).print(table)
 
 
 def _set_enabled(name: str, enabled: bool, data_dir: Path | None, config: Path | None) -> None:
@@ -373,6 +526,7 @@ def channels_test(name: str, data_dir: DataDir = None, config: ConfigFile = None
     import httpx
 
     from .domain.operations import Operation
+    from .engines.relay.channels import mask_url
 
     settings = _settings(data_dir, config)
     channel = _with_repo(settings, lambda repo: _channel_store(repo, settings).get(name))
@@ -391,22 +545,31 @@ def channels_test(name: str, data_dir: DataDir = None, config: ConfigFile = None
         err.print(f"[red]{name}: the upstream rejected the key (HTTP {r.status_code})[/red]")
         raise typer.Exit(1)
     else:
-        err.print(f"[red]{name}: unexpected HTTP {r.status_code} from {url}[/red]")
+        err.print(f"{name}: unexpected HTTP {r.status_code} from {mask_url(url)}", markup=False, highlight=False)
         raise typer.Exit(1)
 
 
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """Apply database migrations (SQLite or PostgreSQL)."""
+    """Apply database migrations (SQLite or PostgreSQL) and say what was done.
+
+    PostgreSQL is migrated only by this command; SQLite in the data directory also
+    migrates itself."""
     settings = _settings(data_dir, config)
-    db.upgrade(settings.db_url)
-    err.print("database is at the latest revision")
+    try:
+        report = db.upgrade(settings.db_url)
+    except db.DatabaseError as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    err.print(str(report), soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command()
 def sweep(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """Run the sweeper once: delete expired images, release reservations abandoned by a
-    crashed process, drop usage past its retention. (``serve`` runs it periodically.)"""
+    """Run the sweeper once (`serve` runs it periodically).
+
+    Deletes expired images, releases reservations abandoned by a crashed process and drops
+    usage past its retention."""
     from .media.storage import LocalStorage
     from .service import Service
     from .store.ledger import Ledger
@@ -425,9 +588,16 @@ def sweep(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
 @app.command("rotate-signing-key")
 def rotate_signing_key(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """Add a new URL-signing key; links signed with older keys keep working."""
+    """Add a URL-signing key and make it the newest; prints its id.
+
+    Running servers sign with it within a few seconds, without a restart (unless
+    signing_key_id pins a key); links signed with older keys keep working."""
     settings = _settings(data_dir, config)
-    print(Secrets.rotate(settings))
+    kid = Secrets.rotate(settings)
+    if settings.signing_key_id:
+        err.print(f"note: signing_key_id = {settings.signing_key_id!r} is set, so servers keep signing with that key",
+                  markup=False, highlight=False, soft_wrap=True)
+    print(kid)
 
 
 def main() -> None:
