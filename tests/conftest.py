@@ -99,7 +99,7 @@ def start_server(tmp_path: Path) -> Iterator:
     stack: list[ThreadedServer] = []
     clients: list[httpx.Client] = []
 
-    def start(engines: dict | str | None = None, *, engine_config: dict | None = None,
+    def start(engines: dict | str | None = None, *, engine_config: dict | None = None, clock=None,  # type: ignore[no-untyped-def]
               **overrides) -> Running:  # type: ignore[no-untyped-def]
         """``engines``: None → no engines at all; "config" → the engines the settings configure
         (``engine_config`` sets the settings' ``engines`` table); a dict → exactly those."""
@@ -109,7 +109,7 @@ def start_server(tmp_path: Path) -> Iterator:
         data_dir = tmp_path / f"data-{port}"
         settings = load_settings(data_dir=data_dir, port=port, **overrides)
         db.upgrade(settings.db_url)
-        app = create_app(settings, engines=None if engines == "config" else (engines or {}))
+        app = create_app(settings, engines=None if engines == "config" else (engines or {}), clock=clock)
         server = ThreadedServer(app, port).__enter__()
         stack.append(server)
         client = httpx.Client(base_url=settings.base_url, timeout=120)
@@ -123,6 +123,19 @@ def start_server(tmp_path: Path) -> Iterator:
         c.close()
     for s in reversed(stack):
         s.__exit__(None, None, None)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so (cooldowns, reload intervals)."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def png_bytes(width: int = 64, height: int = 48, seed: int = 0, mode: str = "RGB") -> bytes:

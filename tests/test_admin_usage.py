@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from conftest import png_bytes
+from conftest import FakeClock, png_bytes
 from ideohub.sim.runner import SimulatedUpstream
 from ideohub.sim.upstream import SimConfig
 from ideohub.store import db
@@ -387,9 +386,10 @@ def test_usage_record_report_and_retention(start_server, fresh, backend, request
         overrides["database_url"] = request.getfixturevalue("pg_url")
         db.upgrade(overrides["database_url"])
     full, half = fresh
+    clock = FakeClock()
     srv = relay_server(start_server, [channel("full", full, priority=10, timeout_s=1.5),
                                       channel("half", half, priority=0, cost_multiplier=0.5)],
-                       relay_cooldown_s=0.2, admin_token=TOKEN, **overrides)
+                       relay_cooldown_s=0.2, admin_token=TOKEN, clock=clock, **overrides)
     url = srv.settings.db_url
     rich_acct = admin_account(srv, "rich", "1")
     poor_acct = admin_account(srv, "poor", "0.01")
@@ -400,7 +400,7 @@ def test_usage_record_report_and_retention(start_server, fresh, backend, request
     full.faults("hang", hang_s=10, count=1)
     r1 = call(srv, V3_PATH, k1["key"], v3(2))
     assert r1.status_code == 200 and len(r1.json()["data"]) == 2
-    time.sleep(0.3)  # "full" cools down for 0.2 s, then takes traffic again
+    clock.advance(0.3)  # "full" cools down for 0.2 s, then takes traffic again
     r2 = call(srv, GENERATE_PATH, k1["key"], GENERATE)
     r3 = call(srv, UPSCALE_PATH, k1["key"], UPSCALE)
     r4 = call(srv, V3_PATH, k2["key"], V3_TURBO)  # $0.03 against $0.01: 402 before any work

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
-from ideohub.config import Secrets, load_settings
+from conftest import FakeClock, free_port
+from ideohub.config import Secrets
 from ideohub.domain import enums as E
 from ideohub.domain.operations import GenerateRequest, UpscaleRequest, V3GenerateRequest, V3GenerateTransparentRequest
 from ideohub.domain.prices import PriceError, PriceTable, accepted_keys, usd_to_micros
@@ -26,7 +26,7 @@ from ideohub.media.decode import ImageLimits, read_image
 from ideohub.sim.runner import SimulatedUpstream
 from ideohub.sim.upstream import SimConfig
 from ideohub.store import db
-from ideohub.store.ledger import DEFAULT_ACCOUNT, Ledger
+from ideohub.store.ledger import Ledger
 from ideohub.store.repository import Repository
 
 SIM_KEY = "sim-billing-key"
@@ -209,7 +209,8 @@ def test_200_concurrent_requests_against_a_balance_for_exactly_50_images(start_s
 
 
 def test_failed_and_unsafe_images_are_not_charged(start_server, sim):
-    srv = _billing_server(start_server, sim, relay_cooldown_s=0.1)
+    clock = FakeClock()
+    srv = _billing_server(start_server, sim, relay_cooldown_s=0.1, clock=clock)
 
     async def setup() -> tuple[str, str]:
         repo = Repository.connect(srv.settings.db_url, Secrets.load(srv.settings).key_pepper)
@@ -225,7 +226,7 @@ def test_failed_and_unsafe_images_are_not_charged(start_server, sim):
     h = {"Api-Key": key}
     sim.faults("status", status=500, count=1)
     assert srv.client.post("/v1/ideogram-v3/generate", headers=h, json={"prompt": "x"}).status_code == 502
-    time.sleep(0.2)  # past the channel's cooldown
+    clock.advance(0.2)  # past the channel's cooldown
     r = srv.client.post("/v1/ideogram-v3/generate", headers=h, json={"prompt": "partly-unsafe", "num_images": 3})
     assert r.status_code == 200 and sum(d["url"] is not None for d in r.json()["data"]) == 1
 

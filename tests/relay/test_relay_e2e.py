@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import mask_bytes, png_bytes
+from conftest import FakeClock, mask_bytes, png_bytes
 from ideohub.domain.operations import Operation
 from ideohub.sim.runner import SimulatedUpstream
 from ideohub.sim.upstream import SimConfig
@@ -170,13 +170,14 @@ def test_every_channel_failing_gives_502_naming_channels_never_secrets(start_ser
 
 def test_cooldown_then_half_open_probe_recovers(start_server, fresh):
     a, b = fresh
-    srv = relay_server(start_server, [channel("a", a, priority=10), channel("b", b)])
+    clock = FakeClock()
+    srv = relay_server(start_server, [channel("a", a, priority=10), channel("b", b)], clock=clock)
     a.faults("status", status=500, count=1)
     path, kwargs = request_for(Operation.V3_GENERATE)
     assert srv.post(path, **kwargs).status_code == 200  # a failed, b served
     assert srv.post(path, **kwargs).status_code == 200  # a is cooling: straight to b
     assert len(a.api_requests()) == 1 and len(b.api_requests()) == 2
-    time.sleep(0.4)  # cooldown (0.3 s) over: a is half-open and gets the probe
+    clock.advance(0.4)  # cooldown (0.3 s) over: a is half-open and gets the probe
     assert srv.post(path, **kwargs).status_code == 200
     assert len(a.api_requests()) == 2 and len(b.api_requests()) == 2
     metrics = srv.client.get("/metrics").text
@@ -261,7 +262,8 @@ def test_channels_added_from_cli_apply_to_running_server(start_server, fresh):
     import subprocess
     import sys
 
-    srv = start_server("config", engine_config={"*": "relay"}, channel_reload_s=0.2)
+    clock = FakeClock()
+    srv = start_server("config", engine_config={"*": "relay"}, channel_reload_s=0.2, clock=clock)
     path, kwargs = request_for(Operation.V3_GENERATE)
     assert srv.post(path, **kwargs).status_code == 503  # no channel yet
     out = subprocess.run(
@@ -271,7 +273,7 @@ def test_channels_added_from_cli_apply_to_running_server(start_server, fresh):
     )
     assert out.returncode == 0, out.stderr
     assert SIM_KEY not in out.stdout + out.stderr
-    time.sleep(0.3)
+    clock.advance(0.3)  # past channel_reload_s: the server re-reads the channels
     assert srv.post(path, **kwargs).status_code == 200
     listed = subprocess.run([sys.executable, "-m", "ideohub.cli", "channels", "list", "--data-dir",
                              str(srv.settings.data_dir)], capture_output=True, text=True, timeout=60)
@@ -286,7 +288,7 @@ def test_channels_added_from_cli_apply_to_running_server(start_server, fresh):
     assert tested.returncode == 0 and "ok" in tested.stdout
     subprocess.run([sys.executable, "-m", "ideohub.cli", "channels", "disable", "live", "--data-dir",
                     str(srv.settings.data_dir)], check=True, capture_output=True, timeout=60)
-    time.sleep(0.3)
+    clock.advance(0.3)  # past channel_reload_s: the server re-reads the channels
     assert srv.post(path, **kwargs).status_code == 503
 
 

@@ -12,7 +12,7 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -66,7 +66,8 @@ class AppState:
     metrics: Metrics
 
 
-async def open_state(settings: Settings, engines: dict | None = None) -> AppState:
+async def open_state(settings: Settings, engines: dict | None = None,
+                     clock: Callable[[], float] | None = None) -> AppState:
     secrets = Secrets.load(settings)
     if settings.db_url.startswith("sqlite"):
         await anyio.to_thread.run_sync(db.upgrade, settings.db_url)  # servers on PostgreSQL run `ideohub db upgrade`
@@ -84,7 +85,7 @@ async def open_state(settings: Settings, engines: dict | None = None) -> AppStat
         raise ConfigError(str(exc)) from None
     limiter = make_limiter(settings)
     if engines is None:
-        engines = build_engines(EngineResources(settings, metrics, repo.session, secrets))
+        engines = build_engines(EngineResources(settings, metrics, repo.session, secrets, clock))
     service = Service(settings, repo, storage, signer, engines, pool, metrics,
                       ledger=Ledger(repo.session), prices=prices, limiter=limiter)
     limits = IntakeLimits(
@@ -121,10 +122,13 @@ async def upsert_config_channels(settings: Settings, repo: Repository, secrets: 
         await store.upsert(channel, source="config")
 
 
-def create_app(settings: Settings, engines: dict | None = None) -> FastAPI:
+def create_app(settings: Settings, engines: dict | None = None,
+               clock: Callable[[], float] | None = None) -> FastAPI:
+    """``engines``: exactly these (tests), or None for what the settings configure; ``clock``:
+    the monotonic clock of time-dependent state (cooldowns, channel reloads), injected by tests."""
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await open_state(settings, engines)
+        state = await open_state(settings, engines, clock)
         app.state.ideohub = state
         sweeper = asyncio.create_task(_sweep_forever(state))
         try:

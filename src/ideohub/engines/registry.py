@@ -7,6 +7,7 @@ until an upstream channel is configured).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ class EngineResources:
     metrics: Metrics
     session: async_sessionmaker
     secrets: Secrets
+    clock: Callable[[], float] | None = None  # monotonic seconds; injected by tests, None = the real one
 
 
 EngineFactory = Callable[[EngineResources], dict[Operation, Any]]
@@ -61,11 +63,12 @@ def _relay(res: EngineResources) -> dict[Operation, Any]:
         from .relay.redis_state import RedisChannelState
 
         lease_s = settings.request_timeout_s + settings.reservation_grace_s  # outlasts any attempt
-        states = RedisChannelState(settings.redis_url, lease_s=lease_s)
+        states = RedisChannelState(settings.redis_url, lease_s=lease_s, clock=res.clock)
+    clock = res.clock or time.monotonic
     store = ChannelStore(res.session, SecretBox(res.secrets.channel_key))
     engine = RelayEngine(
-        ChannelDirectory(store.list, reload_s=res.settings.channel_reload_s),
-        router=Router(base_cooldown_s=res.settings.relay_cooldown_s, states=states),
+        ChannelDirectory(store.list, reload_s=res.settings.channel_reload_s, clock=clock),
+        router=Router(base_cooldown_s=res.settings.relay_cooldown_s, states=states, clock=clock),
         metrics=res.metrics,
         downloads=GuardedClients(GuardPolicy(tuple(settings.relay_download_hosts))),
         max_download_bytes=settings.max_download_bytes,

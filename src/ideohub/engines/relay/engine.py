@@ -124,20 +124,20 @@ class ChannelDirectory:
 
     load: Callable[[], Awaitable[list[Channel]]]
     reload_s: float = 1.0
+    clock: Callable[[], float] = time.monotonic
     _cached: list[Channel] | None = None
     _loaded_at: float = 0.0
     _lock: asyncio.Lock | None = None
 
     async def current(self) -> list[Channel]:
-        now = time.monotonic()
-        if self._cached is not None and now - self._loaded_at < self.reload_s:
+        if self._cached is not None and self.clock() - self._loaded_at < self.reload_s:
             return self._cached
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._cached is None or time.monotonic() - self._loaded_at >= self.reload_s:
+            if self._cached is None or self.clock() - self._loaded_at >= self.reload_s:
                 self._cached = await self.load()
-                self._loaded_at = time.monotonic()
+                self._loaded_at = self.clock()
         return self._cached
 
 
