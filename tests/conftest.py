@@ -125,6 +125,42 @@ def start_server(tmp_path: Path) -> Iterator:
         s.__exit__(None, None, None)
 
 
+SIM_KEY = "sim-secret-key-0123456789"  # what the simulated upstreams of the shared fixtures accept
+
+
+@pytest.fixture(scope="module")
+def sims() -> Iterator[list]:
+    """Two simulated upstreams (real HTTP servers), shared by a module's tests."""
+    from ideohub.sim import SimConfig, SimulatedUpstream
+
+    started = [SimulatedUpstream(SimConfig(api_keys=(SIM_KEY,))).start() for _ in range(2)]
+    yield started
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def fresh(sims: list) -> Iterator[list]:
+    """The shared upstreams with no faults, log or latency left by an earlier test."""
+    for s in sims:
+        s.reset()
+        s.configure(latency_s=0.0)
+    yield sims
+    for s in sims:
+        s.reset()
+        s.configure(latency_s=0.0)
+
+
+def sim_channel(name: str, sim, path_style: str = "official", auth: str = "api-key",  # type: ignore[no-untyped-def]
+                kind: str = "relay", **extra) -> dict:
+    """A ``[[channels]]`` entry for a simulated upstream (``kind="ideogram"`` forces its own auth and paths)."""
+    opts = {"name": name, "kind": kind, "base_url": sim.base_url, "key": SIM_KEY, "auth": auth,
+            "path_style": path_style, "timeout_s": 5.0, **extra}
+    if kind == "ideogram":
+        opts.pop("auth"), opts.pop("path_style")
+    return opts
+
+
 class FakeClock:
     """A monotonic clock that moves only when a test says so (cooldowns, reload intervals)."""
 

@@ -48,12 +48,13 @@ def document(name: str) -> dict[str, Any]:
     return json.loads(data)
 
 
-def _nullable(node: Any) -> Any:
+def nullable_to_jsonschema(node: Any) -> Any:
+    """OpenAPI 3.0 ``nullable`` in JSON Schema's form (the tests' own copy: the oracle shares no code with ideohub)."""
     if isinstance(node, list):
-        return [_nullable(n) for n in node]
+        return [nullable_to_jsonschema(n) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _nullable(v) for k, v in node.items()}
+    out = {k: nullable_to_jsonschema(v) for k, v in node.items()}
     if out.pop("nullable", False) is True:
         if "type" in out:
             t = out["type"]
@@ -68,7 +69,7 @@ def _nullable(node: Any) -> Any:
 @cache
 def _validator(doc_name: str, schema_name: str) -> jsonschema.Validator:
     doc = document(doc_name)
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": _nullable(doc["components"])}
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": nullable_to_jsonschema(doc["components"])}
     return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
 
 

@@ -22,12 +22,10 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import FakeClock, png_bytes
-from ideohub.sim.runner import SimulatedUpstream
-from ideohub.sim.upstream import SimConfig
+from conftest import sim_channel as channel
 from ideohub.store import db
 from ideohub.store.models import StoredImage, LedgerEntry, RequestRecord, UpstreamAttempt
 
-SIM_KEY = "sim-usage-key-0123456789"
 TOKEN = "admin-token-" + "x" * 32
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 IMG = png_bytes(64, 64)
@@ -48,28 +46,6 @@ V3_PATH, GENERATE_PATH, UPSCALE_PATH = "/v1/ideogram-v3/generate", "/generate", 
 # ------------------------------------------------------------ fixtures and helpers
 
 
-@pytest.fixture(scope="module")
-def sims():
-    started = [SimulatedUpstream(SimConfig(api_keys=(SIM_KEY,))).start() for _ in range(2)]
-    yield started
-    for s in started:
-        s.stop()
-
-
-@pytest.fixture
-def fresh(sims):
-    for s in sims:
-        s.reset()
-        s.configure(latency_s=0.0)
-    yield sims
-    for s in sims:
-        s.reset()
-        s.configure(latency_s=0.0)
-
-
-def channel(name: str, sim: SimulatedUpstream, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "kind": "relay", "base_url": sim.base_url, "key": SIM_KEY, "auth": "api-key",
-            "path_style": "official", "timeout_s": 5.0, **extra}
 
 
 def relay_server(start_server, channels: list[dict[str, Any]], **overrides: Any):  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ from ideohub.api.app import create_app
 from ideohub.api.dialects import ENDPOINTS, all_paths
 from ideohub.config import load_settings
 from ideohub.store import db
-from openapi import PINNED_SHA256, document
+from openapi import PINNED_SHA256, document, nullable_to_jsonschema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,20 +45,6 @@ def doc(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return r.json()
 
 
-def _nullable_31(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_nullable_31(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _nullable_31(v) for k, v in node.items()}
-    if out.pop("nullable", False) is True:
-        if "type" in out:
-            out["type"] = [*(out["type"] if isinstance(out["type"], list) else [out["type"]]), "null"]
-            if "enum" in out:
-                out["enum"] = [*out["enum"], None]
-        else:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
 
 
 def component_validator(doc: dict[str, Any], ref: str) -> jsonschema.Validator:
@@ -118,7 +104,7 @@ def test_every_image_endpoint_has_its_official_bodies_and_responses(doc, endpoin
         ref = body["schema"]["$ref"]
         assert ref == official_op["requestBody"]["content"][mt]["schema"]["$ref"]
         name = ref.rsplit("/", 1)[1]
-        assert doc["components"]["schemas"][name] == _nullable_31(official["components"]["schemas"][name])
+        assert doc["components"]["schemas"][name] == nullable_to_jsonschema(official["components"]["schemas"][name])
         assert body.get("encoding") == official_op["requestBody"]["content"][mt].get("encoding")
 
     assert op["responses"]["200"]["content"] == official_op["responses"]["200"]["content"]

@@ -213,7 +213,7 @@ class Service:
                 f"Configure one in the [engines] table of the config file, e.g. "
                 f'engines."{operation.value}" = "relay" with an upstream channel, '
                 f"or IDEOHUB_ENGINES='{{\"{operation.value}\": \"...\"}}'. "
-                f"Engines available here: local-upscaler (upscale only)."
+                f"Engines: local-upscaler (upscale) and relay (every operation, through upstream channels)."
             )
         return engine
 

@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import FakeClock, mask_bytes, png_bytes
+from conftest import SIM_KEY, FakeClock, mask_bytes, png_bytes
+from conftest import sim_channel as channel
 from ideohub.domain.operations import Operation
-from ideohub.sim.runner import SimulatedUpstream
-from ideohub.sim.upstream import SimConfig
 from openapi import validate_response
 
-SIM_KEY = "sim-secret-key-0123456789"
 IMG = png_bytes(64, 64)
 MASK = mask_bytes(64, 64)
 
@@ -61,31 +59,6 @@ def request_for(op: Operation, prompt: str = "a lighthouse at dusk") -> tuple[st
         return op.official_path, {"files": [("image", file)],
                                   "data": {"prompt": prompt, "color_palette": json.dumps({"name": "PASTEL"})}}
     raise AssertionError(op)
-
-
-def channel(name: str, sim: SimulatedUpstream, path_style: str = "official", auth: str = "api-key",
-            kind: str = "relay", **extra: Any) -> dict[str, Any]:
-    opts = {"name": name, "kind": kind, "base_url": sim.base_url, "key": SIM_KEY, "auth": auth,
-            "path_style": path_style, "timeout_s": 5.0, **extra}
-    if kind == "ideogram":
-        opts.pop("auth")
-        opts.pop("path_style")
-    return opts
-
-
-@pytest.fixture(scope="module")
-def sims():
-    started = [SimulatedUpstream(SimConfig(api_keys=(SIM_KEY,))).start() for _ in range(2)]
-    yield started
-    for s in started:
-        s.stop()
-
-
-@pytest.fixture
-def fresh(sims):
-    for s in sims:
-        s.reset()
-    return sims
 
 
 def relay_server(start_server, channels: list[dict[str, Any]], **overrides: Any):

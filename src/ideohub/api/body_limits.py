@@ -22,20 +22,10 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from ..domain.errors import IdeohubError, NotFound, PayloadTooLarge
+from ..domain.errors import IdeohubError, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized
 from .problems import error_response
 
 ADMIN_PREFIX = "/admin"
-
-
-class RequestTimeout(IdeohubError):
-    status = 408
-    title = "Request Timeout"
-
-
-class AdminAuthFailed(IdeohubError):
-    status = 401
-    title = "Unauthorized"
 
 
 def admin_denial(settings: Settings, authorization: str | None) -> IdeohubError | None:
@@ -46,7 +36,7 @@ def admin_denial(settings: Settings, authorization: str | None) -> IdeohubError 
         return NotFound("the admin API is disabled: set admin_token in the config")
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-        return AdminAuthFailed("admin endpoints need 'Authorization: Bearer <admin token>'")
+        return Unauthorized("admin endpoints need 'Authorization: Bearer <admin token>'")
     return None
 
 

@@ -74,22 +74,6 @@ a safety refusal is the spec's `422 {"error": "..."}`.
 """
 
 
-def _nullable_31(node: Any) -> Any:
-    """OpenAPI 3.0 ``nullable: true`` → the 3.1 (JSON Schema) form: ``null`` among the types."""
-    if isinstance(node, list):
-        return [_nullable_31(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _nullable_31(v) for k, v in node.items()}
-    if out.pop("nullable", False) is True:
-        if "type" in out:
-            t = out["type"]
-            out["type"] = [*(t if isinstance(t, list) else [t]), "null"]
-            if "enum" in out:
-                out["enum"] = [*out["enum"], None]
-        else:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
 
 
 def _refs(node: Any) -> set[str]:
@@ -176,9 +160,9 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
         needed |= _refs(op)
     needed.discard("Problem")
     for name, schema in _closure(official["components"]["schemas"], needed).items():
-        if name in schemas and schemas[name] != _nullable_31(schema):
+        if name in schemas and schemas[name] != spec.nullable_to_jsonschema(schema):
             raise RuntimeError(f"component {name} would replace one of our own schemas")
-        schemas[name] = _nullable_31(schema)
+        schemas[name] = spec.nullable_to_jsonschema(schema)
     schemas["Problem"] = PROBLEM
 
     for path, item in paths.items():

@@ -75,6 +75,13 @@ class NotFound(IdeohubError):
     title = "Not Found"
 
 
+class RequestTimeout(IdeohubError):
+    """The client stopped sending its request (a stalled body)."""
+
+    status = 408
+    title = "Request Timeout"
+
+
 class Retryable(IdeohubError):
     """An error the client may retry after ``retry_after`` seconds (sent as ``Retry-After``)."""
 

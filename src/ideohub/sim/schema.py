@@ -75,22 +75,6 @@ class SimEndpoint:
         return out
 
 
-def nullable_to_jsonschema(node: Any) -> Any:
-    """OpenAPI 3.0 ``nullable: true`` → JSON Schema's ``null`` type (enums gain ``None``)."""
-    if isinstance(node, list):
-        return [nullable_to_jsonschema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: nullable_to_jsonschema(v) for k, v in node.items()}
-    if out.pop("nullable", False) is True:
-        if "type" in out:
-            t = out["type"]
-            out["type"] = [*(t if isinstance(t, list) else [t]), "null"]
-            if "enum" in out:
-                out["enum"] = [*out["enum"], None]
-        else:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
 
 
 def _closure(doc: dict[str, Any], names: set[str]) -> dict[str, Any]:
@@ -162,7 +146,7 @@ def _kind(root: dict[str, Any], node: dict[str, Any]) -> str:
 
 def _body_schema(doc: dict[str, Any], media_type: str, content: dict[str, Any]) -> BodySchema:
     name = content["schema"]["$ref"].rsplit("/", 1)[1]
-    root = {"components": {"schemas": nullable_to_jsonschema(_closure(doc, {name}))}}
+    root = {"components": {"schemas": spec.nullable_to_jsonschema(_closure(doc, {name}))}}
     top = flatten(root, {"$ref": f"#/components/schemas/{name}"})
     encoding = content.get("encoding", {})
     props: dict[str, Prop] = {}

@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -536,20 +536,12 @@ class _Sim:
         config = self.state.config
         if over_limit:
             return problem(429, "Too many in-flight requests", headers={"Retry-After": "1"})
-        expired = False
-        if fault is not None:
-            if fault.latency_s:
-                await asyncio.sleep(fault.latency_s)
-            if fault.kind == "hang":
-                await self._hang(request, fault.hang_s)
-            elif fault.kind == "status":
-                return _status_fault(fault)
-            elif fault.kind == "unauthorized":
-                return _auth_failure(fault.status or endpoint.auth_status, presented=auth is not None)
-            elif fault.kind == "malformed_json":
-                return Response(_MALFORMED_BODY, media_type="application/json")
-            elif fault.kind == "expired_links":
-                expired = True
+        answered, expired = await self._shared_fault(
+            request, fault, lambda f: _auth_failure(f.status or endpoint.auth_status, presented=auth is not None))
+        if answered is not None:
+            return answered
+        if fault is not None and fault.kind == "malformed_json":
+            return Response(_MALFORMED_BODY, media_type="application/json")
         if config.latency_s:
             await asyncio.sleep(config.latency_s)
         if not auth_ok:
@@ -621,20 +613,28 @@ class _Sim:
             rec.status = response.status_code
         return response
 
+    async def _shared_fault(self, request: Request, fault: Fault | None,
+                            unauthorized: Callable[[Fault], Response]) -> tuple[Response | None, bool]:
+        """The faults API calls and downloads share (latency, hang, status, unauthorized, expired
+        links): the response when the fault answers, and whether links are to come out expired."""
+        if fault is None:
+            return None, False
+        if fault.latency_s:
+            await asyncio.sleep(fault.latency_s)
+        if fault.kind == "hang":
+            await self._hang(request, fault.hang_s)
+        elif fault.kind == "status":
+            return _status_fault(fault), False
+        elif fault.kind == "unauthorized":
+            return unauthorized(fault), False
+        return None, fault.kind == "expired_links"
+
     async def _download(self, request: Request, fault: Fault | None) -> Response:
         config = self.state.config
-        expired = False
-        if fault is not None:
-            if fault.latency_s:
-                await asyncio.sleep(fault.latency_s)
-            if fault.kind == "hang":
-                await self._hang(request, fault.hang_s)
-            elif fault.kind == "status":
-                return _status_fault(fault)
-            elif fault.kind == "unauthorized":
-                return problem(fault.status or 403, "the link is not valid (simulated)")
-            elif fault.kind == "expired_links":
-                expired = True
+        answered, expired = await self._shared_fault(
+            request, fault, lambda f: problem(f.status or 403, "the link is not valid (simulated)"))
+        if answered is not None:
+            return answered
         if config.download_latency_s:
             await asyncio.sleep(config.download_latency_s)
         name: str = request.path_params["name"]

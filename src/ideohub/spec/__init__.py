@@ -33,3 +33,22 @@ def _text(name: str) -> str:
 def load(name: str) -> dict[str, Any]:
     """A fresh parsed copy (callers may change it)."""
     return json.loads(_text(name))
+
+
+def nullable_to_jsonschema(node: Any) -> Any:
+    """OpenAPI 3.0's ``nullable: true`` in JSON Schema's form (as OpenAPI 3.1 writes it): ``null``
+    among the types, ``None`` among an enum's values."""
+    if isinstance(node, list):
+        return [nullable_to_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: nullable_to_jsonschema(v) for k, v in node.items()}
+    if out.pop("nullable", False) is True:
+        if "type" in out:
+            t = out["type"]
+            out["type"] = [*(t if isinstance(t, list) else [t]), "null"]
+            if "enum" in out:
+                out["enum"] = [*out["enum"], None]
+        else:
+            out = {"anyOf": [out, {"type": "null"}]}
+    return out
