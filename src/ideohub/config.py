@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     admin_token: str | None = None  # enables the admin API (Authorization: Bearer <token>)
     metrics_token: str | None = None  # /metrics: loopback clients only, unless this is set (then Bearer <token>)
 
+    # generations (domain.generations): liveness of the process running them, polling, webhooks
+    heartbeat_s: float = 10.0  # a process marks its pending generations alive (and their money held) this often
+    stale_after_s: float = 30.0  # a pending generation whose process has not beaten for this long is taken over
+    poll_limit: int = 1000  # GET /v1|v2/generations/{id} per account per poll_window_s (Ideogram's limit)
+    poll_window_s: float = 10.0
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)  # hosts/addresses where http and private addresses are allowed
+    webhook_timeout_s: float = 10.0  # one delivery attempt, connect to last byte
+    webhook_retry_base_s: float = 10.0  # backoff before the 2nd attempt; doubles; stops when the links expire
+    webhook_max_response_bytes: int = 64 * 1024  # of a webhook target's answer, read and discarded
+
     # the bounded pool for heavy work
     workers: int = 1
     queue_size: int = 4
@@ -100,7 +110,8 @@ class Settings(BaseSettings):
     def _engines_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
 
-    @field_validator("channels", "relay_download_hosts", "prices", "groups", "trusted_proxies", mode="before")
+    @field_validator("channels", "relay_download_hosts", "prices", "groups", "trusted_proxies",
+                     "webhook_allowed_hosts", mode="before")
     @classmethod
     def _list_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v

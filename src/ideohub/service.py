@@ -1,23 +1,32 @@
-"""One request's path behind the HTTP layer, in one place:
+"""One generation's path behind the HTTP layer, in one place:
 
-parse (the dialect's parser) → prompt policy → engine for the operation → store every
-result image → signed URLs. The request record follows along: received → running →
-stored → done, or failed with the error. A failure after some images were stored deletes
-them again: nothing half-written survives.
+admission (rpm, parse, permission, prompt policy, idempotency, quote, images lease, seed fixed,
+reservation, the generation's record) → execution (the engine, under a deadline that starts
+here) → delivery (storage, signed URLs) → rendering → settlement (charge, final state and the
+webhook or callback it owes, in one transaction). A failure anywhere refunds the reservation
+exactly once and deletes what was stored: nothing half-written survives.
+
+A synchronous caller waits for execution in its HTTP call; an asynchronous one gets the
+generation id at once and execution runs in this process's background. Every pending generation
+carries this process's id and heartbeat: when a process dies, another (or the next start) takes
+its generations over after ``stale_after_s`` — an async one runs again from its staged inputs;
+a sync one (its caller is gone) fails with a refund.
 """
-
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .config import Settings
+from .domain.documents import from_document, to_document
 from .domain.errors import (
+    Busy,
     DeadlineExceeded,
     EngineUnavailable,
     Forbidden,
@@ -25,16 +34,27 @@ from .domain.errors import (
     SafetyRejected,
     UpstreamFailed,
 )
+from .domain.generations import (
+    PENDING_STATES,
+    FailureReason,
+    Mode,
+    Submission,
+    failure_reason,
+    fingerprint,
+    new_generation_id,
+)
 from .domain.prices import PER_INPUT, PriceTable, Quote
 from .gate.limits import Limiter, MemoryLimiter
-from .domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
+from .domain.operations import SEED_MAX, CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
 from .engines.base import EngineContext, WorkerPool
 from .media.signing import UrlSigner
 from .observability import Metrics
 from .media.storage import Storage
 from .store.ledger import DEFAULT_ACCOUNT, Ledger
 from .store.models import ApiKey, StoredImage
-from .store.repository import Repository, new_id, utcnow
+from .notify import payloads
+from .notify.payloads import TASK_FAILED, TASK_PROCESSING, TASK_SUCCEED
+from .store.repository import Repository, _aware, new_id, utcnow
 
 log = logging.getLogger("ideohub.service")
 
@@ -54,7 +74,64 @@ class Outcome:
     images: list[DeliveredImage] | None = None
     descriptions: list[str] | None = None
     engine_seconds: float = 0.0
+    queue_seconds: float = 0.0  # waiting for a worker (not overhead, not engine time)
     body: bytes | None = None  # the answer, rendered before the money moved
+
+
+@dataclass
+class Generation:
+    """One admitted generation while this process runs it."""
+
+    request_id: str
+    generation_id: str
+    operation: Operation
+    request: CanonicalRequest
+    key_id: str
+    account_id: str
+    quote: Quote
+    engine: Any
+    submission: Submission
+    created_at: datetime
+    leased: bool = False
+    staged: list[str] = field(default_factory=list)  # storage keys of inputs kept for a resume
+
+
+@dataclass
+class Submitted:
+    """What the HTTP layer answers with: the finished outcome (sync), or the id alone (async)."""
+
+    generation_id: str
+    request_id: str
+    submission: Submission
+    created_at: datetime
+    outcome: Outcome | None = None
+
+
+class Replayed(IdeohubError):
+    """The stored failure of the generation an ``Idempotency-Key`` retry points at."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = _TITLES.get(status, "Error")
+
+
+class Abandoned(IdeohubError):
+    """The process running a generation stopped, and it could not run again."""
+
+    status = 503
+    title = "Service Unavailable"
+
+
+class IdempotencyConflict(IdeohubError):
+    status = 409
+    title = "Conflict"
+
+
+_TITLES = {400: "Bad Request", 402: "Payment Required", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
+           413: "Payload Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests",
+           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class Service:
@@ -71,6 +148,8 @@ class Service:
         ledger: Ledger | None = None,
         prices: PriceTable | None = None,
         limiter: Limiter | None = None,
+        render: Callable[[Outcome], bytes] | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -82,9 +161,16 @@ class Service:
         self.ledger = ledger or Ledger(repo.session)
         self.prices = prices or PriceTable.load()
         self.limiter: Limiter = limiter or MemoryLimiter(lease_s=settings.request_timeout_s + settings.reservation_grace_s)
+        self.render = render  # the answer's bytes (the HTTP layer's renderer); per call for tests
+        self.instance_id = instance_id or new_id("proc")
         self._banned = [t.lower() for t in settings.banned_prompt_terms if t.strip()]
         self.last_released = 0
         self._reservation_ttl = timedelta(seconds=settings.request_timeout_s + settings.reservation_grace_s)
+        self._background: set[asyncio.Task[Any]] = set()
+        self._finished: dict[str, asyncio.Event] = {}  # generation id → set when it ends (in-process waiters)
+        self._stopping = False
+
+    # ------------------------------------------------------------ admission
 
     async def handle(
         self,
@@ -94,21 +180,38 @@ class Service:
         request_id: str,
         render: Callable[[Outcome], bytes] | None = None,
     ) -> Outcome:
-        """Gate → engine → storage → render → settle, with the request record and the money kept
-        exact: a failure anywhere (rendering the answer included) refunds the reservation exactly
-        once, and the images it stored are deleted again."""
+        """A synchronous generation from a parser that returns only the request."""
+
+        async def parse_sync() -> tuple[CanonicalRequest, Submission]:
+            return await parse(), Submission()
+
+        submitted = await self.submit(operation, parse_sync, key, request_id, render=render)
+        assert submitted.outcome is not None
+        return submitted.outcome
+
+    async def submit(
+        self,
+        operation: Operation,
+        parse: Callable[[], Awaitable[tuple[CanonicalRequest, Submission]]],
+        key: ApiKey,
+        request_id: str,
+        *,
+        render: Callable[[Outcome], bytes] | None = None,
+        idempotency_key: str | None = None,
+        on_admitted: Callable[[str], None] | None = None,
+    ) -> Submitted:
+        """Admit a generation, then run it here (sync) or in the background (async). A request
+        that would be refused is refused here, before anything runs, with its own status."""
         started = time.perf_counter()
         account_id = key.account_id or DEFAULT_ACCOUNT
         await self.repo.start_request(request_id, key.id, operation.value, account_id)
-        reserved = leased = False
-        ctx: EngineContext | None = None
-        quote: Quote | None = None
-        stored: list[StoredImage] = []
+        reserved = False
+        gen: Generation | None = None
         try:
             rpm = key.rpm or self.settings.default_rpm
             if rpm:
                 await self.limiter.hit(key.id, rpm)
-            request = await parse()
+            request, submission = await parse()
             if key.allowed_operations is not None and operation.value not in key.allowed_operations:
                 raise Forbidden(f"this key may not use {operation.official_path} (operation '{operation.value}')")
             self.check_prompt(request)
@@ -116,27 +219,116 @@ class Service:
             account = await self.ledger.get_account(account_id)
             if account is None:
                 raise Forbidden(f"the key's account {account_id} no longer exists")
+            if idempotency_key is not None:
+                earlier = await self.repo.claim_idempotency(account_id, idempotency_key,
+                                                            fingerprint(request, submission), request_id,
+                                                            IDEMPOTENCY_TTL)
+                if earlier is not None:
+                    return await self._replay(request_id, earlier, fingerprint(request, submission), submission,
+                                              on_admitted)
             quote = self.prices.quote(request, account.group_name)
+            request = _with_seed(request)
+            gen = Generation(request_id, new_generation_id(), operation, request, key.id, account_id, quote, engine,
+                             submission, utcnow())
             max_images = key.max_images_in_flight or self.settings.default_max_images_in_flight
             if max_images:
                 await self.limiter.acquire_images(key.id, request_id, request.num_images, max_images)
-                leased = True
+                gen.leased = True
             await self.ledger.reserve(request_id, account_id, key.id, quote.total_micros, self._reservation_ttl)
             reserved = True
+            resume = await self._stage(gen) if submission.mode is Mode.ASYNC else None
             await self.repo.update_request(
-                request_id, "running", params=request.summary(), engine=engine.name, tier=quote.key.tier
+                request_id, "running", params=request.summary(), engine=engine.name, tier=quote.key.tier,
+                generation_id=gen.generation_id, mode=submission.mode.value, webhook_url=submission.webhook_url,
+                callback_url=submission.callback_url, resume=resume, owner=self.instance_id, heartbeat_at=utcnow(),
             )
-            ctx = EngineContext(
-                request_id=request_id,
-                deadline=time.monotonic() + self.settings.request_timeout_s,
-                pool=self.pool,
-            )
+        except BaseException as exc:  # refused at admission: the caller gets the error, nothing is owed later
+            await self._record_failure(request_id, exc, reserved=reserved, started=started)
+            if gen is not None:
+                await self._release(gen)
+            raise
+        self._finished[gen.generation_id] = asyncio.Event()
+        if on_admitted is not None:
+            on_admitted(gen.generation_id)
+        submitted = Submitted(gen.generation_id, request_id, submission, gen.created_at)
+        if submission.mode is Mode.ASYNC:
+            self._spawn(self._execute(gen, render, started))
+            return submitted
+        submitted.outcome = await self._execute(gen, render, started)
+        return submitted
+
+    async def _replay(self, request_id: str, earlier: tuple[str, str], mine: str, submission: Submission,
+                      on_admitted: Callable[[str], None] | None) -> Submitted:
+        """The answer an ``Idempotency-Key`` retry gets: the first request's, never charged again.
+        A synchronous retry of a pending generation waits for it."""
+        first_id, first_fingerprint = earlier
+        if first_fingerprint != mine:
+            raise IdempotencyConflict("Idempotency-Key: was used for a different request in the last 24 hours")
+        record = await self.repo.get_request(first_id)
+        if record is None:
+            raise IdempotencyConflict("Idempotency-Key: its first request is no longer on record")
+        if record.generation_id and on_admitted is not None:
+            on_admitted(record.generation_id)
+        if record.state in PENDING_STATES and record.generation_id and submission.mode is Mode.SYNC:
+            record = await self._wait(record.generation_id)
+        await self.repo.finish(request_id, "done" if record.state != "failed" else "failed",
+                               status_code=record.status_code, params={"replay_of": first_id})
+        if record.state == "failed" or record.generation_id is None:
+            raise Replayed(record.status_code or 500, record.error or "the first request failed")
+        submitted = Submitted(record.generation_id, first_id, submission, _aware(record.created_at))
+        if submission.mode is Mode.SYNC:
+            if record.result is None:
+                raise DeadlineExceeded("the first request with this Idempotency-Key is still running; "
+                                       f"poll /v1/generations/{record.generation_id}")
+            submitted.outcome = Outcome(Operation(record.operation), body=record.result.encode())
+        return submitted
+
+    async def _wait(self, generation_id: str) -> Any:
+        """Until the generation ends (this process wakes its own waiters; a poll of the record
+        covers one run elsewhere), at most ``request_timeout_s``."""
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        while True:
+            record = await self.repo.get_generation(generation_id)
+            if record is None or record.state not in PENDING_STATES or time.monotonic() >= deadline:
+                return record
+            event = self._finished.get(generation_id)
+            try:
+                if event is not None:
+                    await asyncio.wait_for(event.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
+                else:
+                    await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                pass
+
+    async def _stage(self, gen: Generation) -> dict[str, Any]:
+        """What an async generation needs to run again after a restart: its canonical request as a
+        document, and its uploaded images in storage (deleted once it ends)."""
+        doc, files = to_document(
+            gen.request, lambda n, image: f"in-{gen.generation_id}-{n}.{_EXT.get(image.media_type, 'png')}")
+        for name, data in files.items():
+            await self.storage.put(name, data)
+            gen.staged.append(name)
+        return doc
+
+    # ------------------------------------------------------------ execution, delivery, settlement
+
+    async def _execute(self, gen: Generation, render: Callable[[Outcome], bytes] | None, started: float) -> Outcome:
+        render = render or self.render
+        ctx = EngineContext(request_id=gen.request_id, deadline=time.monotonic() + self.settings.request_timeout_s,
+                            pool=self.pool)
+        stored: list[StoredImage] = []
+        reserved = True
+        request, quote = gen.request, gen.quote
+        try:
+            began = utcnow()
+            await self.repo.finish(gen.request_id, "running", started_at=began,
+                                   deliveries=self._callback(gen, TASK_PROCESSING, began))
             engine_started = time.perf_counter()
             self.metrics.images_in_flight.inc(request.num_images)
             try:
                 # the deadline bounds the whole engine call: upstream attempts and downloads included
                 async with asyncio.timeout(self.settings.request_timeout_s):
-                    result = await engine.run(request, ctx)
+                    result = await self._run_engine(gen, ctx)
             except TimeoutError:
                 raise DeadlineExceeded(
                     f"the request did not finish within request_timeout_s ({self.settings.request_timeout_s:g} s)"
@@ -144,47 +336,188 @@ class Service:
             finally:
                 self.metrics.images_in_flight.dec(request.num_images)
             # engines that know their wait time (the relay) report it; for the rest all of it is engine time
-            engine_seconds = ctx.engine_seconds or (time.perf_counter() - engine_started)
+            engine_seconds = ctx.engine_seconds or (time.perf_counter() - engine_started - ctx.queue_seconds)
             if isinstance(result, DescribeResult):
                 if not result.descriptions:
-                    raise UpstreamFailed(f"engine {engine.name} returned no description")
-                delivered, outcome = 1, Outcome(operation, descriptions=result.descriptions)
+                    raise UpstreamFailed(f"engine {gen.engine.name} returned no description")
+                delivered, outcome = 1, Outcome(gen.operation, descriptions=result.descriptions)
             else:
-                images, stored = await self._store(request_id, operation, result)
+                images, stored = await self._store(gen.request_id, gen.operation, result)
                 delivered = sum(1 for i in images if i.url is not None)
-                outcome = Outcome(operation, images=images)
+                outcome = Outcome(gen.operation, images=images)
             outcome.engine_seconds = engine_seconds
+            outcome.queue_seconds = ctx.queue_seconds
             if render is not None:
                 outcome.body = render(outcome)
-            if not await self.ledger.settle(request_id, quote.charge_for(delivered)):
+            if not await self.ledger.settle(gen.request_id, quote.charge_for(delivered)):
                 reserved = False  # the sweeper released it: delivering now would be delivering free
                 raise DeadlineExceeded("the request's reservation expired before it completed; nothing was charged")
             reserved = False
-            await self.repo.update_request(
-                request_id, "done", images=delivered, status_code=200, channel=ctx.channel,
-                latency_ms=(time.perf_counter() - started) * 1000,
+            answer = outcome.body.decode() if outcome.body is not None else None
+            await self.repo.finish(
+                gen.request_id, "done", images=delivered, status_code=200, channel=ctx.channel, result=answer,
+                latency_ms=(time.perf_counter() - started) * 1000, resume=None,
+                deliveries=self._notifications(gen, answer=answer),
             )
             return outcome
         except BaseException as exc:
-            status = exc.status if isinstance(exc, IdeohubError) else 500
-            error = exc.detail if isinstance(exc, IdeohubError) else f"{exc.__class__.__name__}: internal error"
-            try:
-                if stored:
-                    await self._unstore(stored)
-                if reserved:
-                    await self.ledger.refund(request_id)
-                await self.repo.update_request(
-                    request_id, "failed", status_code=status, error=error,
-                    channel=ctx.channel if ctx else None, latency_ms=(time.perf_counter() - started) * 1000,
-                )
-            except Exception:  # the record must not mask the original error; the sweeper releases the money
-                log.exception("could not record the failure of request %s", request_id)
+            if isinstance(exc, asyncio.CancelledError) and self._stopping and gen.staged:
+                raise  # shutting down: left pending for the next start (or another process) to resume
+            if stored:
+                await self._unstore(stored)
+            await self._record_failure(gen.request_id, exc, reserved=reserved, started=started, gen=gen,
+                                       channel=ctx.channel)
             raise
         finally:
-            if leased:
-                await self.limiter.release_images(key.id, request_id)
-            if ctx is not None and ctx.attempts and quote is not None:
-                await self._record_attempts(request_id, ctx, quote)
+            await self._release(gen)
+            if ctx.attempts:
+                await self._record_attempts(gen.request_id, ctx, quote)
+
+    async def _run_engine(self, gen: Generation, ctx: EngineContext) -> Any:
+        """The engine call. An async generation that finds the worker pool full waits for room
+        (within its deadline) instead of failing: its caller was promised a result, not a 503."""
+        while True:
+            try:
+                return await gen.engine.run(gen.request, ctx)
+            except Busy as exc:
+                if gen.submission.mode is not Mode.ASYNC:
+                    raise
+                waited = time.perf_counter()
+                await asyncio.sleep(min(exc.retry_after, max(0.05, ctx.remaining())))
+                ctx.queue_seconds += time.perf_counter() - waited
+
+    async def _record_failure(self, request_id: str, exc: BaseException, *, reserved: bool, started: float,
+                              gen: Generation | None = None, channel: str | None = None) -> None:
+        """The failure recorded once (refund, final state, the webhook/callback an admitted
+        generation owes); a generation's ``failure_reason`` is one of the documented codes."""
+        status = exc.status if isinstance(exc, IdeohubError) else 500
+        error = exc.detail if isinstance(exc, IdeohubError) else f"{exc.__class__.__name__}: internal error"
+        values: dict[str, Any] = {"status_code": status, "error": error, "channel": channel,
+                                  "latency_ms": (time.perf_counter() - started) * 1000}
+        deliveries: list[dict[str, Any]] = []
+        if gen is not None:
+            reason = FailureReason.ABANDONED if isinstance(exc, Abandoned) else failure_reason(status)
+            values.update(failure_reason=reason.value, resume=None)
+            deliveries = self._notifications(gen, failure=reason.value)
+        try:
+            if reserved:
+                await self.ledger.refund(request_id)
+            await self.repo.finish(request_id, "failed", deliveries=deliveries, **values)
+        except Exception:  # the record must not mask the original error; the sweeper releases the money
+            log.exception("could not record the failure of request %s", request_id)
+
+    async def _release(self, gen: Generation) -> None:
+        """What a generation holds while it runs: the key's images lease, its staged inputs, waiters."""
+        if gen.leased:
+            gen.leased = False
+            await self.limiter.release_images(gen.key_id, gen.request_id)
+        if not (self._stopping and gen.staged):
+            for name in gen.staged:
+                await self.storage.delete(name)
+            gen.staged = []
+        event = self._finished.pop(gen.generation_id, None)
+        if event is not None:
+            event.set()
+
+    # ------------------------------------------------------------ notifications owed
+
+    def _notifications(self, gen: Generation, *, answer: str | None = None,
+                       failure: str | None = None) -> list[dict[str, Any]]:
+        """The webhook (Ideogram's) and the task callback a final state owes, for the outbox."""
+        out: list[dict[str, Any]] = []
+        expires = utcnow() + timedelta(seconds=self.settings.url_ttl_s)
+        if gen.submission.webhook_url:
+            payload = (payloads.webhook_completed(gen.generation_id, answer) if answer is not None
+                       else payloads.webhook_failed(gen.generation_id, gen.created_at, failure or ""))
+            out.append({"generation_id": gen.generation_id, "kind": "webhook", "url": gen.submission.webhook_url,
+                        "payload": payload, "seq": 0, "expires_at": expires})
+        status = TASK_SUCCEED if answer is not None else TASK_FAILED
+        out += self._callback(gen, status, utcnow(), failure=failure, answer=answer)
+        return out
+
+    def _callback(self, gen: Generation, status: str, updated: datetime, *, failure: str | None = None,
+                  answer: str | None = None) -> list[dict[str, Any]]:
+        if not gen.submission.callback_url:
+            return []
+        task = payloads.task_object(gen.generation_id, status, gen.created_at, updated, failure, answer)
+        return [{"generation_id": gen.generation_id, "kind": "callback", "url": gen.submission.callback_url,
+                 "payload": payloads.compact(task), "seq": payloads.TASK_ORDER[status],
+                 "expires_at": utcnow() + timedelta(seconds=self.settings.url_ttl_s)}]
+
+    # ------------------------------------------------------------ background work, liveness, take-over
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        async def quietly() -> None:
+            try:
+                await coro
+            except (Exception, asyncio.CancelledError):
+                pass  # recorded as the generation's failure (or left for a resume) by _execute
+
+        task = asyncio.get_running_loop().create_task(quietly())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def stop(self) -> None:
+        """Shutting down: background generations with staged inputs stay pending for the next
+        start (or another process) to resume; the rest fail with a refund as they are cancelled."""
+        self._stopping = True
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=10)
+
+    async def heartbeat(self) -> None:
+        await self.repo.heartbeat(self.instance_id, self._reservation_ttl.total_seconds())
+
+    async def take_over(self, now: datetime | None = None) -> int:
+        """Generations whose process stopped beating ``stale_after_s`` ago: an async one runs again
+        from its staged inputs (its reservation still held); any other fails with a refund and the
+        notifications it owes. Returns how many were taken over."""
+        now = now or utcnow()
+        cutoff = now - timedelta(seconds=self.settings.stale_after_s)
+        taken = 0
+        for record in await self.repo.stale_generations(cutoff, self.instance_id):
+            if not await self.repo.claim(record, self.instance_id):
+                continue
+            taken += 1
+            gen = await self._rebuild(record)
+            if gen is not None:
+                self._finished[gen.generation_id] = asyncio.Event()
+                self._spawn(self._execute(gen, None, time.perf_counter()))
+                continue
+            submission = Submission(Mode(record.mode or "sync"), record.webhook_url, record.callback_url)
+            ghost = Generation(record.id, record.generation_id, Operation(record.operation), None,  # type: ignore[arg-type]
+                               record.key_id or "", record.account_id or DEFAULT_ACCOUNT, None, None,  # type: ignore[arg-type]
+                               submission, _aware(record.created_at))
+            held = await self.ledger.is_held(record.id)
+            await self._record_failure(record.id, Abandoned("the process running it stopped"), reserved=held,
+                                       started=time.perf_counter(), gen=ghost)
+            for name in _image_keys(record.resume):
+                await self.storage.delete(name)
+        return taken
+
+    async def _rebuild(self, record: Any) -> Generation | None:
+        """An async generation from its record, if it can run again: inputs staged, money held."""
+        if record.mode != Mode.ASYNC.value or not record.resume or not await self.ledger.is_held(record.id):
+            return None
+        files: dict[str, bytes] = {}
+        for name in _image_keys(record.resume):
+            data = await self.storage.get(name)
+            if data is None:
+                return None
+            files[name] = data
+        try:
+            request = from_document(record.resume, files)
+            engine = self.engine_for(request.operation)
+            account = await self.ledger.get_account(record.account_id or DEFAULT_ACCOUNT)
+            quote = self.prices.quote(request, account.group_name if account else "default")
+        except IdeohubError:
+            return None
+        await self._unstore(await self.repo.images_of_request(record.id))  # what the first run stored, unsettled
+        submission = Submission(Mode.ASYNC, record.webhook_url, record.callback_url)
+        return Generation(record.id, record.generation_id, request.operation, request, record.key_id or "",
+                          record.account_id or DEFAULT_ACCOUNT, quote, engine, submission, _aware(record.created_at),
+                          staged=list(files))
 
     async def _record_attempts(self, request_id: str, ctx: EngineContext, quote: Quote) -> None:
         """One usage row per upstream attempt, with what it may have cost us: the channel's
@@ -286,3 +619,26 @@ class Service:
         await self.repo.delete_usage_before(now - timedelta(days=self.settings.usage_retention_days))
         return total
 
+
+
+def _with_seed(request: CanonicalRequest) -> CanonicalRequest:
+    """The seed fixed at admission, so a generation that runs again reproduces its images
+    (describe has no seed on the wire)."""
+    if request.seed is not None or request.operation is Operation.DESCRIBE:
+        return request
+    return replace(request, seed=random.randint(0, SEED_MAX))
+
+
+def _image_keys(doc: dict | None) -> list[str]:
+    """The staged files a request document refers to."""
+    keys: list[str] = []
+    stack: list[Any] = [doc or {}]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "$image" in node:
+                keys.append(node["$image"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return keys

@@ -413,10 +413,14 @@ def test_revoked_key_stops_working_at_once(server):
 # ---------------------------------------------------------------- one behaviour
 
 
-def canonical(r: CanonicalRequest) -> tuple:
-    """What an engine sees, with image bytes by digest (file names do not matter)."""
+def canonical(r: CanonicalRequest, keep_seed: bool = False) -> tuple:
+    """What an engine sees, with image bytes by digest (file names do not matter). A request sent
+    without a seed gets one fixed at admission (random), so the seed is left out unless asked."""
     images = [(n, i.media_type, i.width, i.height, hashlib.sha256(i.data).hexdigest()) for n, i in r.image_inputs()]
-    return type(r).__name__, r.wire_params(), images
+    params = r.wire_params()
+    if not keep_seed:
+        params.pop("seed", None)
+    return type(r).__name__, params, images
 
 
 def seen_for(recording: tuple[Running, Recorder], body: Body, path: str | None = None, style: str = "api-key"):
@@ -658,3 +662,17 @@ def test_request_record_keeps_parameters_and_image_metadata(recording):
     assert (row.operation, row.state, row.images) == ("v3-remix", "done", 1)
     assert params["prompt"] == PROMPT and params["seed"] == 4
     assert params["image"] == [{"type": "image/png", "size": "64x48", "bytes": len(PNG)}]
+
+
+@pytest.mark.parametrize("op", [o for o in Op if o is not Op.DESCRIBE], ids=lambda o: o.value)
+def test_a_seed_is_fixed_at_admission(recording, op):
+    """So a generation that runs again (a take-over, a redelivery) reproduces its images."""
+    seen, _resp = seen_for(recording, req(op))
+    assert isinstance(seen.seed, int) and 0 <= seen.seed <= 2_147_483_647
+    seen_again, _ = seen_for(recording, req(op, seed=77))
+    assert seen_again.seed == 77
+
+
+def test_describe_gets_no_seed(recording):
+    seen, _ = seen_for(recording, req(Op.DESCRIBE))
+    assert seen.seed is None and "seed" not in seen.wire_params()

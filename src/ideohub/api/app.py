@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from .. import __version__
 from ..config import Secrets, Settings
-from ..domain.errors import Forbidden, IdeohubError, NotFound, Unauthorized
+from ..domain.errors import Forbidden, IdeohubError, InvalidRequest, NotFound, Unauthorized
 from ..engines.base import WorkerPool
 from ..engines.registry import ConfigError, EngineResources, build_engines
 from ..domain.prices import PriceError, PriceTable
@@ -44,6 +45,9 @@ from .auth import authenticate
 from .body_limits import BodyLimitMiddleware
 from .dialects import ENDPOINTS, Endpoint, all_paths, image_paths
 from .dialects.intake import IntakeLimits, read_fields
+from . import tasks
+from .submission import read_submission, wants_task_dialect
+from ..notify.targets import TargetPolicy
 from .middleware import RequestContextMiddleware
 from .openapi import install_openapi
 from .problems import http_error_handler, ideohub_error_handler, unhandled_error_handler, validation_error_handler
@@ -64,6 +68,7 @@ class AppState:
     pool: WorkerPool
     limits: IntakeLimits
     metrics: Metrics
+    targets: TargetPolicy  # where webhooks and task callbacks may go
 
 
 async def open_state(settings: Settings, engines: dict | None = None,
@@ -87,13 +92,14 @@ async def open_state(settings: Settings, engines: dict | None = None,
     if engines is None:
         engines = build_engines(EngineResources(settings, metrics, repo.session, secrets, clock))
     service = Service(settings, repo, storage, signer, engines, pool, metrics,
-                      ledger=Ledger(repo.session), prices=prices, limiter=limiter)
+                      ledger=Ledger(repo.session), prices=prices, limiter=limiter, render=_render_json)
     limits = IntakeLimits(
         images=ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_input_pixels),
         max_text_body_bytes=settings.max_text_body_bytes, max_parts=settings.max_parts,
         max_text_chars=settings.max_text_chars,
     )
-    return AppState(settings, repo, storage, signer, service, pool, limits, metrics)
+    return AppState(settings, repo, storage, signer, service, pool, limits, metrics,
+                    TargetPolicy(settings.webhook_allowed_hosts))
 
 
 def make_limiter(settings: Settings):  # type: ignore[no-untyped-def]
@@ -130,11 +136,13 @@ def create_app(settings: Settings, engines: dict | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await open_state(settings, engines, clock)
         app.state.ideohub = state
-        sweeper = asyncio.create_task(_sweep_forever(state))
+        loops = [asyncio.create_task(_sweep_forever(state)), asyncio.create_task(_keep_alive_forever(state))]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for loop in loops:
+                loop.cancel()
+            await state.service.stop()
             state.pool.shutdown()
             for engine in {id(e): e for e in state.service.engines.values()}.values():
                 if hasattr(engine, "aclose"):
@@ -178,29 +186,55 @@ def create_app(settings: Settings, engines: dict | None = None,
 
 
 def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
-    async def handler(request: Request) -> JSONResponse:
+    async def handler(request: Request) -> Response:
         state: AppState = request.app.state.ideohub
         request.state.operation = endpoint.operation.value
+        if wants_task_dialect(None, request.query_params):
+            request.state.dialect = "task"
+        idempotency_key = _idempotency_key(request)
         key = await authenticate(request, state.repo, endpoint.auth_status)
         request.state.key_id = key.id
 
         async def parse():  # type: ignore[no-untyped-def]
             fields = await read_fields(request, endpoint, state.limits)
+            if wants_task_dialect(fields, request.query_params):
+                request.state.dialect = "task"
             if fields.from_json:  # no uploads: validation only (microseconds), not worth a thread hop
                 parsed = endpoint.parse(fields)
             else:  # uploads are decoded and checked: off the event loop
                 parsed = await anyio.to_thread.run_sync(endpoint.parse, fields)
+            submission = await read_submission(fields, request.query_params, state.targets)
             if state.settings.log_prompts and parsed.prompt_text:
                 request.state.prompt = parsed.prompt_text
-            return parsed
+            return parsed, submission
 
-        outcome = await state.service.handle(endpoint.operation, parse, key, request.state.request_id,
-                                             render=_render_json)
-        request.state.engine_seconds = outcome.engine_seconds
-        return Response(outcome.body, media_type="application/json")
+        def admitted(generation_id: str) -> None:
+            request.state.generation_id = generation_id
+
+        submitted = await state.service.submit(endpoint.operation, parse, key, request.state.request_id,
+                                               idempotency_key=idempotency_key, on_admitted=admitted)
+        if submitted.outcome is not None:
+            request.state.engine_seconds = submitted.outcome.engine_seconds
+            request.state.queue_seconds = submitted.outcome.queue_seconds
+            return Response(submitted.outcome.body, media_type="application/json")
+        if submitted.submission.task_dialect:
+            return tasks.submitted(request.state.request_id, submitted.generation_id, submitted.created_at)
+        return JSONResponse({"generation_id": submitted.generation_id})
 
     handler.__name__ = f"post_{endpoint.operation.value.replace('-', '_')}"
     return handler
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise InvalidRequest("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces")
+    return value
 
 
 def _render_json(outcome: Outcome) -> bytes:
@@ -264,3 +298,17 @@ async def _sweep_forever(state: AppState) -> None:
         except Exception:
             log.exception("sweeper failed; retrying at the next interval")
         await asyncio.sleep(state.settings.sweep_interval_s)
+
+
+async def _keep_alive_forever(state: AppState) -> None:
+    """This process's pending generations stay claimed while it lives; those of a process that
+    stopped beating are taken over (at start-up too)."""
+    while True:
+        try:
+            await state.service.heartbeat()
+            taken = await state.service.take_over()
+            if taken:
+                log.warning('{"generations": "taken over from a stopped process", "count": %d}', taken)
+        except Exception:
+            log.exception("generation heartbeat failed; retrying at the next interval")
+        await asyncio.sleep(state.settings.heartbeat_s)

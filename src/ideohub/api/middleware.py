@@ -31,10 +31,15 @@ class RequestContextMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                overhead_ms = (time.perf_counter() - started - state.get("engine_seconds", 0.0)) * 1000
+                queue_s = state.get("queue_seconds", 0.0)
+                overhead_ms = (time.perf_counter() - started - state.get("engine_seconds", 0.0) - queue_s) * 1000
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.append((b"x-ideohub-overhead-ms", f"{max(0.0, overhead_ms):.2f}".encode()))
+                if queue_s:
+                    headers.append((b"x-ideohub-queue-ms", f"{queue_s * 1000:.2f}".encode()))
+                if "generation_id" in state:  # on every answer once admitted, errors included
+                    headers.append((b"x-ideohub-generation-id", state["generation_id"].encode()))
                 message["headers"] = headers
             await send(message)
 

@@ -14,6 +14,7 @@ from ..domain.errors import IdeohubError, Retryable, SafetyRejected
 log = logging.getLogger("ideohub.api")
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           409: "Conflict",
            413: "Payload Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
@@ -32,9 +33,15 @@ def error_response(exc: IdeohubError) -> JSONResponse:
     return problem(exc.status, exc.detail, exc.title, headers)
 
 
-async def ideohub_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def ideohub_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IdeohubError)
-    return error_response(exc)
+    response = error_response(exc)
+    if getattr(request.state, "dialect", None) == "task":  # the task dialect keeps its envelope
+        from .tasks import error
+
+        headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "www-authenticate")}
+        return error(getattr(request.state, "request_id", ""), exc.status, exc.detail, headers or None)
+    return response
 
 
 async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:

@@ -56,6 +56,7 @@ class EngineContext:
     deadline: float  # time.monotonic() by which the result must be ready
     pool: "WorkerPool"
     engine_seconds: float = 0.0  # time spent waiting on engines/upstreams (for the overhead header)
+    queue_seconds: float = 0.0  # time spent waiting for a worker (reported as X-Ideohub-Queue-Ms)
     attempts: list[Attempt] = field(default_factory=list)
     channel: str | None = None  # the upstream that produced the result, if any
 
@@ -108,7 +109,8 @@ class WorkerPool:
     def _retry_after(self) -> int:
         return max(1, round(self._avg_s * self._pending / self.workers))
 
-    async def run(self, fn: Callable[..., T], *args: Any, deadline: float) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, deadline: float, ctx: EngineContext | None = None) -> T:
+        """Run ``fn(*args)`` on a worker; ``ctx.queue_seconds`` gets the time it waited for one."""
         with self._lock:
             if self._pending >= self.capacity:
                 raise Busy(
@@ -117,10 +119,14 @@ class WorkerPool:
                 )
             self._pending += 1
 
+        submitted = time.monotonic()
+
         def job() -> T:
-            if time.monotonic() >= deadline:
-                raise DeadlineExceeded("the request's deadline passed while it was queued")
             start = time.monotonic()
+            if ctx is not None:
+                ctx.queue_seconds += start - submitted
+            if start >= deadline:
+                raise DeadlineExceeded("the request's deadline passed while it was queued")
             try:
                 return fn(*args)
             finally:

@@ -43,7 +43,7 @@ class LocalUpscaler:
         return up
 
     async def run(self, request: UpscaleRequest, ctx: EngineContext) -> ImageResult:
-        return await ctx.pool.run(self.upscale_now, request, deadline=ctx.deadline)
+        return await ctx.pool.run(self.upscale_now, request, deadline=ctx.deadline, ctx=ctx)
 
     def upscale_now(self, request: UpscaleRequest) -> ImageResult:
         """The whole job, synchronously (runs in a worker thread)."""

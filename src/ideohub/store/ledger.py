@@ -135,6 +135,11 @@ class Ledger:
         was already settled, refunded or released: nothing moves twice."""
         return await self._close(request_id, "settled", charge)
 
+    async def is_held(self, request_id: str) -> bool:
+        """Whether the request's reservation is still held (nobody settled, refunded or released it)."""
+        async with self.session() as s:
+            return (await s.scalar(select(Reservation.state).where(Reservation.request_id == request_id))) == "held"
+
     async def refund(self, request_id: str) -> bool:
         return await self._close(request_id, "refunded", 0)
 

@@ -54,6 +54,17 @@ class RequestRecord(Base):
     price_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # what was charged
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # the generation (domain.generations): rows from before 0005 have none
+    generation_id: Mapped[str | None] = mapped_column(String(22), nullable=True, unique=True, index=True)
+    mode: Mapped[str | None] = mapped_column(String(8), nullable=True)  # sync | async
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)  # the task dialect's
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # the synchronous answer's body, exactly
+    failure_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    resume: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # an async generation's wire request + staged files
+    owner: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the process running it
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class StoredImage(Base):
@@ -164,3 +175,41 @@ class UpstreamAttempt(Base):
     images: Mapped[int] = mapped_column(Integer, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class IdempotencyKey(Base):
+    """``Idempotency-Key`` → the generation it made, per account, for 24 h."""
+
+    __tablename__ = "idempotency_keys"
+
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # the parsed request, files by their hashes
+    request_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Delivery(Base):
+    """The outbox: one webhook or task callback to POST, at least once, until it is answered 2xx
+    or its generation's links expire (then ``dead``). ``seq`` orders a task's status callbacks."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(40), index=True)
+    generation_id: Mapped[str] = mapped_column(String(22), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | callback
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, exactly as it will be sent
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead | superseded
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)

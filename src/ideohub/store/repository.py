@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain.untrusted import printable
 from .db import create_engine_async, sessionmaker_for
-from .models import ApiKey, RequestRecord, StoredImage, UpstreamAttempt
+from ..domain.generations import PENDING_STATES
+from .models import ApiKey, Delivery, IdempotencyKey, RequestRecord, Reservation, StoredImage, UpstreamAttempt
 
 KEY_PREFIX = "ih_"
 
@@ -135,6 +137,99 @@ class Repository:
                 update(RequestRecord).where(RequestRecord.id == request_id).values(state=state, updated_at=now, **values)
             )
 
+    # ------------------------------------------------------------ generations
+
+    async def finish(self, request_id: str, state: str, deliveries: list[dict[str, Any]] = (),  # type: ignore[assignment]
+                     **values: Any) -> None:
+        """A generation's new state and the notifications it owes, in one transaction (the outbox
+        is durable: a state change is never recorded without its webhook or callback). A task
+        callback supersedes the pending ones of the same generation with a lower ``seq``."""
+        now = utcnow()
+        if state in ("done", "failed"):
+            values["finished_at"] = now
+        if values.get("error") is not None:
+            values["error"] = printable(values["error"], 1000)
+        async with self.session.begin() as s:
+            await s.execute(update(RequestRecord).where(RequestRecord.id == request_id)
+                            .values(state=state, updated_at=now, **values))
+            for d in deliveries:
+                if d["kind"] == "callback":
+                    await s.execute(update(Delivery).where(
+                        Delivery.generation_id == d["generation_id"], Delivery.kind == "callback",
+                        Delivery.state == "pending", Delivery.seq < d["seq"]).values(state="superseded"))
+                await s.execute(insert(Delivery).values(
+                    request_id=request_id, state="pending", attempts=0, next_attempt_at=now, created_at=now, **d))
+
+    async def get_generation(self, generation_id: str) -> RequestRecord | None:
+        async with self.session() as s:
+            return await s.scalar(select(RequestRecord).where(RequestRecord.generation_id == generation_id))
+
+    async def get_generations(self, generation_ids: list[str]) -> list[RequestRecord]:
+        if not generation_ids:
+            return []
+        async with self.session() as s:
+            q = select(RequestRecord).where(RequestRecord.generation_id.in_(generation_ids))
+            return list((await s.scalars(q)).all())
+
+    async def heartbeat(self, owner: str, reservation_ttl_s: float) -> None:
+        """This process is alive: its pending generations' heartbeat, and their reservations held
+        for another ``reservation_ttl_s`` (so the sweeper releases only a dead process's money)."""
+        now = utcnow()
+        mine = select(RequestRecord.id).where(RequestRecord.owner == owner, RequestRecord.state.in_(PENDING_STATES))
+        async with self.session.begin() as s:
+            await s.execute(update(RequestRecord).where(RequestRecord.owner == owner,
+                                                        RequestRecord.state.in_(PENDING_STATES))
+                            .values(heartbeat_at=now))
+            await s.execute(update(Reservation).where(Reservation.state == "held", Reservation.request_id.in_(mine))
+                            .values(expires_at=now + timedelta(seconds=reservation_ttl_s)))
+
+    async def stale_generations(self, cutoff: datetime, owner: str, limit: int = 50) -> list[RequestRecord]:
+        """Pending generations whose owner stopped beating before ``cutoff`` (not ours)."""
+        async with self.session() as s:
+            q = (select(RequestRecord)
+                 .where(RequestRecord.generation_id.is_not(None), RequestRecord.state.in_(PENDING_STATES),
+                        RequestRecord.heartbeat_at < cutoff,
+                        (RequestRecord.owner.is_(None)) | (RequestRecord.owner != owner))
+                 .order_by(RequestRecord.created_at).limit(limit))
+            return list((await s.scalars(q)).all())
+
+    async def claim(self, record: RequestRecord, owner: str) -> bool:
+        """Take a stale generation over: only if nobody else did since it was read."""
+        owner_was = RequestRecord.owner.is_(None) if record.owner is None else RequestRecord.owner == record.owner
+        async with self.session.begin() as s:
+            res = await s.execute(update(RequestRecord)
+                                  .where(RequestRecord.id == record.id, owner_was,
+                                         RequestRecord.heartbeat_at == record.heartbeat_at,
+                                         RequestRecord.state.in_(PENDING_STATES))
+                                  .values(owner=owner, heartbeat_at=utcnow()))
+            return res.rowcount == 1
+
+    async def claim_idempotency(self, account_id: str, key: str, fingerprint: str, request_id: str,
+                                ttl: timedelta) -> tuple[str, str] | None:
+        """Record that ``key`` made ``request_id``; or, if the account used it within ``ttl``,
+        return (the request it made, that request's fingerprint)."""
+        now = utcnow()
+        row = {"account_id": account_id, "key": key, "request_hash": fingerprint, "request_id": request_id,
+               "created_at": now, "expires_at": now + ttl}
+        for _ in range(2):
+            try:
+                async with self.session.begin() as s:
+                    await s.execute(insert(IdempotencyKey).values(**row))
+                return None
+            except IntegrityError:
+                async with self.session.begin() as s:
+                    existing = await s.get(IdempotencyKey, (account_id, key))
+                    if existing is None:
+                        continue
+                    if _aware(existing.expires_at) > now:
+                        return existing.request_id, existing.request_hash
+                    await s.delete(existing)  # expired: the key is free again
+        raise RuntimeError("could not claim an idempotency key")
+
+    async def delete_expired_idempotency(self, now: datetime) -> None:
+        async with self.session.begin() as s:
+            await s.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < now))
+
     async def get_request(self, request_id: str) -> RequestRecord | None:
         async with self.session() as s:
             return await s.get(RequestRecord, request_id)
@@ -172,6 +267,10 @@ class Repository:
         async with self.session() as s:
             q = select(StoredImage).where(StoredImage.expires_at < now).limit(limit)
             return list((await s.scalars(q)).all())
+
+    async def images_of_request(self, request_id: str) -> list[StoredImage]:
+        async with self.session() as s:
+            return list((await s.scalars(select(StoredImage).where(StoredImage.request_id == request_id))).all())
 
     async def images_of_failed_requests(self, _now: datetime, limit: int = 500) -> list[StoredImage]:
         """Images whose request failed after they were recorded (a crash between storing and

@@ -30,6 +30,15 @@ class Endpoint:
     def path(self) -> str:
         return self.operation.official_path
 
+    @property
+    def kept_fields(self) -> frozenset[str]:
+        """What the intake keeps: the endpoint's own fields and how the caller wants the answer."""
+        return self.text_fields | SUBMISSION_FIELDS
+
+
+# Top-level on every endpoint (api.submission): Ideogram's async fields, our extension beyond 4.0
+SUBMISSION_FIELDS = frozenset({"async", "webhook_url", "callback_url"})
+
 
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())

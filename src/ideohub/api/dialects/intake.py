@@ -46,7 +46,7 @@ async def read_fields(request: Request, endpoint: Endpoint, limits: IntakeLimits
             raise InvalidRequest("body", f"is not valid JSON ({exc})") from None
         if not isinstance(obj, dict):
             raise InvalidRequest("body", "must be a JSON object")
-        known = {k: v for k, v in obj.items() if k in endpoint.text_fields}
+        known = {k: v for k, v in obj.items() if k in endpoint.kept_fields}
         return Fields(values=known, from_json=True, limits=limits.images, max_text_chars=limits.max_text_chars)
     if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         if not endpoint.multipart:
@@ -97,7 +97,7 @@ async def _read_urlencoded(request: Request, endpoint: Endpoint, limits: IntakeL
     except ValueError:
         raise PayloadTooLarge("body", f"may have at most {limits.max_parts} fields") from None
     for name, value in pairs:
-        if name in endpoint.text_fields:
+        if name in endpoint.kept_fields:
             fields.values.setdefault(name, []).append(value)
 
 
@@ -173,7 +173,7 @@ class _StreamingForm:
         self._name = _decode_header(options[b"name"], "a part name")
         self._filename = _decode_header(options[b"filename"], "a filename") if b"filename" in options else None
         is_file = self._filename is not None and self._name in self.endpoint.file_fields
-        self._keep = self._name in self.endpoint.text_fields or self._name in self.endpoint.file_fields
+        self._keep = self._name in self.endpoint.kept_fields or self._name in self.endpoint.file_fields
         self._cap = self.limits.images.max_bytes if is_file else self.limits.max_text_body_bytes
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
