@@ -265,6 +265,10 @@ class Service:
         if first_fingerprint != mine:
             raise IdempotencyConflict("Idempotency-Key: was used for a different request in the last 24 hours")
         record = await self.repo.get_request(first_id)
+        admitting_until = time.monotonic() + self.settings.request_timeout_s
+        while record is not None and record.state == "received" and time.monotonic() < admitting_until:
+            await asyncio.sleep(0.05)  # the first request is still being admitted (a moment, at most)
+            record = await self.repo.get_request(first_id)
         if record is None:
             raise IdempotencyConflict("Idempotency-Key: its first request is no longer on record")
         if record.generation_id and on_admitted is not None:
@@ -616,6 +620,7 @@ class Service:
                 await self._unstore(rows)
                 total += len(rows)
         await self.storage.sweep_partial(now.timestamp() - PARTIAL_WRITE_GRACE_S)
+        await self.repo.delete_expired_idempotency(now)
         await self.repo.delete_usage_before(now - timedelta(days=self.settings.usage_retention_days))
         return total
 

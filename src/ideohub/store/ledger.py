@@ -159,7 +159,7 @@ class Ledger:
                         update(RequestRecord)
                         .where(RequestRecord.id == request_id, RequestRecord.state.notin_(("done", "failed")))
                         .values(state="failed", error="abandoned (the process handling it stopped)",
-                                updated_at=now, finished_at=now)
+                                failure_reason="abandoned", resume=None, updated_at=now, finished_at=now)
                     )
         return released
 
