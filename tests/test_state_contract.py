@@ -194,6 +194,45 @@ def test_rpm_refused_requests_do_not_count_and_keys_are_separate(backend: Backen
     backend.run(scenario)
 
 
+def test_a_limit_over_any_period_bursts_then_spaces_requests(backend: Backend):
+    """GCRA over an arbitrary window (polling: ``poll_limit`` per ``poll_window_s``): a burst of
+    ``limit`` fits in one period, then one every ``period/limit`` seconds."""
+    async def scenario() -> None:
+        lim, clock = backend.limiter(), backend.clock
+        assert [await retry_after(lim.hit("p", 4, 10.0)) for _ in range(5)] == [None] * 4 + [3]  # 2.5 s, rounded up
+        clock.advance(2.0)
+        assert await retry_after(lim.hit("p", 4, 10.0)) == 1  # 0.5 s left
+        clock.advance(0.5)
+        assert await retry_after(lim.hit("p", 4, 10.0)) is None
+        assert await retry_after(lim.hit("p", 4, 10.0)) == 3
+        clock.advance(10.0)  # a whole period: the whole burst again
+        assert [await retry_after(lim.hit("p", 4, 10.0)) for _ in range(5)] == [None] * 4 + [3]
+        with pytest.raises(RateLimited) as info:
+            await lim.hit("p", 4, 10.0)
+        assert info.value.detail == "this key is limited to 4 requests per 10 s"
+        # the default period is still a minute (rpm), and other keys are untouched
+        assert [await retry_after(lim.hit("m", 2)) for _ in range(3)] == [None, None, 30]
+        with pytest.raises(RateLimited) as info:
+            await lim.hit("m", 2)
+        assert info.value.detail == "this key is limited to 2 requests per minute"
+
+    backend.run(scenario)
+
+
+def test_polling_sized_limit_1000_per_10_s(backend: Backend):
+    async def scenario() -> None:
+        lim, clock = backend.limiter(), backend.clock
+        for _ in range(1000):
+            await lim.hit("poll:acct", 1000, 10.0)
+        assert await retry_after(lim.hit("poll:acct", 1000, 10.0)) == 1  # 10 ms, never under a second
+        clock.advance(0.01)  # one interval: room for exactly one more
+        assert await retry_after(lim.hit("poll:acct", 1000, 10.0)) is None
+        assert await retry_after(lim.hit("poll:acct", 1000, 10.0)) == 1
+        assert await retry_after(lim.hit("poll:other", 1000, 10.0)) is None
+
+    backend.run(scenario)
+
+
 # ---------------------------------------------------------------- images in flight
 
 
@@ -472,7 +511,8 @@ def test_memory_and_redis_give_identical_answers_to_the_same_script():
         for i, (pick, advance, name, images, rpm, outcome, retry) in enumerate(_script(7, 600)):
             b.clock.advance(advance)
             if pick < 0.25:
-                log.append(("hit", await retry_after(lim.hit(name, rpm))))
+                period = (60.0, 10.0, 2.5)[i % 3]  # one key per limit: the minute (rpm) and other periods
+                log.append(("hit", await retry_after(lim.hit(f"{name}:{period:g}", rpm, period))))
             elif pick < 0.4:
                 lease = f"r{i}"
                 got = await retry_after(lim.acquire_images(name, lease, images, 6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -28,6 +29,23 @@ class Metrics:
         self.channel_in_flight = Gauge("ideohub_channel_in_flight", "Requests in flight per channel",
                                        ["channel"], registry=r)
         self.images_in_flight = Gauge("ideohub_images_in_flight", "Images being produced right now", registry=r)
+        # notify.worker: kind webhook|callback; outcome delivered|retried|dead|superseded (one per attempt's end)
+        self.deliveries = Counter("ideohub_deliveries_total", "Webhook and task-callback deliveries by kind and outcome",
+                                  ["kind", "outcome"], registry=r)
+
+        # generations (issue 8): pending ones are read from the database at scrape time (all processes);
+        # finished ones are counted by the process that finished them
+        self.generations_pending = Gauge("ideohub_generations_pending",
+                                         "Generations pending in the database (admitted, not yet completed or failed)",
+                                         registry=r)
+        self.oldest_pending_generation = Gauge("ideohub_generation_oldest_pending_seconds",
+                                               "Age of the oldest pending generation (0 when none is pending)",
+                                               registry=r)
+        self.generations_finished = Counter("ideohub_generations_finished_total",
+                                            "Generations this process finished, by status (completed, failed)",
+                                            ["status"], registry=r)
+        for status in ("completed", "failed"):
+            self.generations_finished.labels(status)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..domain.errors import IdeohubError, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized
-from .problems import error_response
+from .problems import error_response, in_dialect
 
 ADMIN_PREFIX = "/admin"
 
@@ -68,7 +68,8 @@ class BodyLimitMiddleware:
             await send(message)
 
         async def refuse(error: IdeohubError) -> None:
-            await error_response(error)(scope, receive, send_closing)
+            response = in_dialect(scope.get("state", {}), path, error_response(error), error.status, error.detail)
+            await response(scope, receive, send_closing)
 
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             denial = admin_denial(settings, headers.get("authorization"))

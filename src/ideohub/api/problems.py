@@ -33,20 +33,25 @@ def error_response(exc: IdeohubError) -> JSONResponse:
     return problem(exc.status, exc.detail, exc.title, headers)
 
 
+def in_dialect(scope_state: dict, path: str, response: JSONResponse, status: int, detail: str) -> JSONResponse:
+    """The error in the caller's dialect: the task dialect keeps its envelope; others as given."""
+    from .tasks import error, is_task_path
+
+    if scope_state.get("dialect") != "task" and not is_task_path(path):
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "www-authenticate")}
+    return error(scope_state.get("request_id", ""), status, detail, headers or None)
+
+
 async def ideohub_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IdeohubError)
-    response = error_response(exc)
-    if getattr(request.state, "dialect", None) == "task":  # the task dialect keeps its envelope
-        from .tasks import error
-
-        headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "www-authenticate")}
-        return error(getattr(request.state, "request_id", ""), exc.status, exc.detail, headers or None)
-    return response
+    return in_dialect(request.scope.get("state", {}), request.url.path, error_response(exc), exc.status, exc.detail)
 
 
-async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    response = problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    return in_dialect(request.scope.get("state", {}), request.url.path, response, exc.status_code, str(exc.detail))
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:

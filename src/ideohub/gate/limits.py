@@ -3,8 +3,9 @@
 shares the same semantics across every process on one Redis.
 
 GCRA: each key has a theoretical arrival time (TAT). A request is allowed when
-``TAT - now <= 60 s - 60/rpm`` (so a burst of ``rpm`` requests fits in a minute, and then one
-every ``60/rpm`` seconds); allowing it moves TAT forward by ``60/rpm``.
+``TAT - now <= period - period/limit`` (so a burst of ``limit`` requests fits in one period, and
+then one every ``period/limit`` seconds); allowing it moves TAT forward by ``period/limit``. The
+period is 60 s for a key's ``rpm``; other limits (polling: 1,000 per 10 s per account) pass their own.
 
 Images in flight are leases (request id → images) that expire after ``lease_s``, so a crashed
 process cannot hold a key's capacity for ever.
@@ -23,11 +24,14 @@ from typing import Protocol
 from ..domain.errors import RateLimited
 
 WINDOW_S = 60.0
+# Float rounding: ``limit`` additions of ``period/limit`` (1,000 × 0.01 s) can land a hair past the
+# period and refuse the last request of a burst; decisions allow this much slack (the Lua does too).
+TOLERANCE_S = 0.001
 
 
 class Limiter(Protocol):
-    async def hit(self, key_id: str, rpm: int) -> None:
-        """Count one request; raise ``RateLimited`` when over ``rpm``."""
+    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S) -> None:
+        """Count one request; raise ``RateLimited`` when over ``rpm`` requests per ``period_s``."""
         ...
 
     async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:
@@ -39,14 +43,21 @@ class Limiter(Protocol):
     async def aclose(self) -> None: ...
 
 
-def gcra_decide(tat: float, now: float, rpm: int) -> tuple[bool, float, float]:
-    """(allowed, new TAT, retry-after seconds) for one request."""
-    interval = WINDOW_S / rpm
+def gcra_decide(tat: float, now: float, rpm: int, period_s: float = WINDOW_S) -> tuple[bool, float, float]:
+    """(allowed, new TAT, retry-after seconds) for one request under ``rpm`` per ``period_s``."""
+    interval = period_s / rpm
     tat = max(tat, now)
-    allow_at = tat - (WINDOW_S - interval)
-    if now < allow_at:
+    allow_at = tat - (period_s - interval)
+    if now + TOLERANCE_S < allow_at:
         return False, tat, allow_at - now
     return True, tat + interval, 0.0
+
+
+def limit_text(limit: int, period_s: float) -> str:
+    """The 429's detail (callers with their own wording catch ``RateLimited`` and say it)."""
+    if period_s == WINDOW_S:
+        return f"this key is limited to {limit} requests per minute"
+    return f"this key is limited to {limit} requests per {period_s:g} s"
 
 
 class MemoryLimiter:
@@ -57,11 +68,11 @@ class MemoryLimiter:
         self.lease_s = lease_s
         self.clock = clock
 
-    async def hit(self, key_id: str, rpm: int) -> None:
+    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S) -> None:
         now = self.clock()
-        allowed, tat, retry = gcra_decide(self._tat.get(key_id, now), now, rpm)
+        allowed, tat, retry = gcra_decide(self._tat.get(key_id, now), now, rpm, period_s)
         if not allowed:
-            raise RateLimited(f"this key is limited to {rpm} requests per minute", math.ceil(retry))
+            raise RateLimited(limit_text(rpm, period_s), math.ceil(retry))
         self._tat[key_id] = tat
 
     async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:

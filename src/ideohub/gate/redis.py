@@ -28,7 +28,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from ..domain.errors import Busy, RateLimited
-from .limits import WINDOW_S
+from .limits import TOLERANCE_S, WINDOW_S, limit_text
 
 log = logging.getLogger("ideohub.redis")
 
@@ -50,7 +50,8 @@ end
 local function fmt(x) return string.format('%.17g', x) end
 """
 
-# KEYS[1] TAT key; ARGV[1] now, ARGV[2] interval = 60/rpm, ARGV[3] window = 60
+# KEYS[1] TAT key; ARGV[1] now, ARGV[2] interval = period/limit, ARGV[3] window = period (60 s for rpm),
+# ARGV[4] tolerance (limits.TOLERANCE_S)
 # → {1, "0"} allowed (TAT moved on), or {0, "<retry-after seconds>"}
 GCRA_LUA = LUA_NOW + """
 local interval = tonumber(ARGV[2])
@@ -58,7 +59,7 @@ local window = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if tat < now then tat = now end
 local allow_at = tat - (window - interval)
-if now < allow_at then
+if now + tonumber(ARGV[4]) < allow_at then
   return {0, fmt(allow_at - now)}
 end
 local new_tat = tat + interval
@@ -168,12 +169,12 @@ class RedisLimiter:
     def _images_key(self, key_id: str) -> str:
         return f"{self.prefix}img:{key_id}"
 
-    async def hit(self, key_id: str, rpm: int) -> None:
+    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S) -> None:
         key = self._rpm_key(key_id)
-        args = [now_arg(self.clock), WINDOW_S / rpm, WINDOW_S]
+        args = [now_arg(self.clock), period_s / rpm, period_s, TOLERANCE_S]
         allowed, retry = await run_script(self._gcra, [key], args)  # type: ignore[misc]
         if not int(allowed):
-            raise RateLimited(f"this key is limited to {rpm} requests per minute", math.ceil(float(retry)))
+            raise RateLimited(limit_text(rpm, period_s), math.ceil(float(retry)))
 
     async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:
         taken, used = await run_script(  # type: ignore[misc]

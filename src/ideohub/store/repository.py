@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -116,7 +116,8 @@ class Repository:
 
     async def start_request(
         self, request_id: str, key_id: str | None, operation: str, account_id: str | None = None
-    ) -> None:
+    ) -> datetime:
+        """The record of a request as it arrives; returns its ``created_at``."""
         now = utcnow()
         async with self.session.begin() as s:
             s.add(
@@ -125,6 +126,7 @@ class Repository:
                     created_at=now, updated_at=now, account_id=account_id, price_micros=0,
                 )
             )
+        return now
 
     async def update_request(self, request_id: str, state: str, **values: Any) -> None:
         now = utcnow()
@@ -170,6 +172,14 @@ class Repository:
         async with self.session() as s:
             q = select(RequestRecord).where(RequestRecord.generation_id.in_(generation_ids))
             return list((await s.scalars(q)).all())
+
+    async def pending_generations(self) -> tuple[int, datetime | None]:
+        """How many generations are pending (every process's), and when the oldest was created."""
+        async with self.session() as s:
+            count, oldest = (await s.execute(
+                select(func.count(), func.min(RequestRecord.created_at))
+                .where(RequestRecord.state.in_(PENDING_STATES), RequestRecord.generation_id.is_not(None)))).one()
+        return int(count), _aware(oldest) if oldest is not None else None
 
     async def heartbeat(self, owner: str, reservation_ttl_s: float) -> None:
         """This process is alive: its pending generations' heartbeat, and their reservations held

@@ -1,0 +1,115 @@
+"""Reading generations back: Ideogram's polling, ``GET /v1/generations/{generation_id}`` and
+``GET /v2/generations/{generation_id}`` (also under ``/ideogram``), answering its
+``GenerationResponse``.
+
+Polling reads the generation's record and nothing else — no engine, no upstream — so it can
+be cheap and frequent; it has its own limit per account (``poll_limit`` per ``poll_window_s``,
+Ideogram's 1,000 per 10 s), apart from a key's ``rpm``. A completed generation answers the very
+items of its synchronous answer (the stored body, so the links keep their original expiry and
+answer 410 after it); a failed one its ``failure_reason``, one of the fixed codes of
+``domain.generations.FailureReason``. Absent fields are left out, never ``null`` (the spec's
+``x-drop-nulls``). Another account's generation is answered exactly like an unknown id (404).
+
+The task dialect's queries (``api.tasks``) read the same records through the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..domain.errors import InvalidRequest, NotFound, RateLimited
+from ..domain.generations import GENERATION_ID, STATUS_OF_STATE, Status
+from ..store.ledger import DEFAULT_ACCOUNT
+from ..store.models import ApiKey, RequestRecord
+from ..store.repository import Repository, _aware, utcnow
+from .auth import authenticate
+
+POLL_PATHS = ("/v1/generations/{generation_id}", "/v2/generations/{generation_id}",
+              "/ideogram/v1/generations/{generation_id}", "/ideogram/v2/generations/{generation_id}")
+NO_STORE = {"Cache-Control": "no-store"}  # a pending answer must not be cached on the way
+
+router = APIRouter()
+
+
+def account_of(key: ApiKey) -> str:
+    return key.account_id or DEFAULT_ACCOUNT
+
+
+async def admit_poll(state: Any, key: ApiKey) -> None:
+    """One poll against the account's polling limit: 429 with ``Retry-After`` beyond it. Counted
+    per account (every key of it together), on the shared limiter (Redis when configured)."""
+    limit, window = state.settings.poll_limit, state.settings.poll_window_s
+    if limit <= 0 or window <= 0:
+        return
+    try:
+        await state.service.limiter.hit(f"poll:{account_of(key)}", limit, window)
+    except RateLimited as exc:
+        raise RateLimited(f"polling is limited to {limit} requests per {window:g} s per account",
+                          exc.retry_after) from None
+
+
+def check_id(value: str, field: str) -> str:
+    if not GENERATION_ID.fullmatch(value):
+        raise InvalidRequest(field, "must be 22 URL-safe base64 characters (A-Z, a-z, 0-9, '-' and '_')")
+    return value
+
+
+async def find_own(repo: Repository, key: ApiKey, generation_id: str, field: str, what: str) -> RequestRecord:
+    """The key's account's generation, or 404 — the same 404 whether the id is unknown or another
+    account's, so ids cannot be probed."""
+    record = await repo.get_generation(generation_id)
+    if record is None or (record.account_id or DEFAULT_ACCOUNT) != account_of(key):
+        raise NotFound(f"{field}: no such {what}")
+    return record
+
+
+def generation_response(record: RequestRecord) -> dict[str, Any]:
+    """Ideogram's ``GenerationResponse`` for one record (fields in the spec's order)."""
+    status = STATUS_OF_STATE.get(record.state, Status.PENDING)
+    body: dict[str, Any] = {"generation_id": record.generation_id, "status": status.value,
+                            "created": _aware(record.created_at).isoformat()}
+    if status is Status.COMPLETED:
+        answer = json.loads(record.result) if record.result else {}
+        if "descriptions" in answer:  # describe: the synchronous answer's field (our extension)
+            body["descriptions"] = answer["descriptions"]
+        else:
+            body["response_type"] = "url"
+            body["data"] = answer.get("data", [])
+        body["usage_cost_usd_micros"] = record.price_micros or 0
+    elif status is Status.FAILED and record.failure_reason:
+        body["failure_reason"] = record.failure_reason
+    return body
+
+
+async def get_generation(request: Request, generation_id: str) -> JSONResponse:
+    state = request.app.state.ideohub
+    request.state.operation = "get-generation"
+    key = await authenticate(request, state.repo)
+    request.state.key_id = key.id
+    await admit_poll(state, key)
+    check_id(generation_id, "generation_id")
+    record = await find_own(state.repo, key, generation_id, "generation_id", "generation")
+    return JSONResponse(generation_response(record), headers=NO_STORE)
+
+
+for _path in POLL_PATHS:
+    router.add_api_route(_path, get_generation, methods=["GET"], include_in_schema=False,
+                         name=f"get-generation:{_path}")
+
+
+# ---------------------------------------------------------------- metrics
+
+
+async def refresh_metrics(state: Any, now: datetime | None = None) -> None:
+    """Pending generations and the oldest one's age, from one query over the pending states
+    (it reads the ``state`` index: cheap however many finished records are kept)."""
+    count, oldest = await state.repo.pending_generations()
+    state.metrics.generations_pending.set(count)
+    age = ((now or utcnow()) - oldest).total_seconds() if oldest is not None else 0.0
+    state.metrics.oldest_pending_generation.set(max(0.0, age))
