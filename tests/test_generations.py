@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SIM_KEY, png_bytes, sim_channel
+from conftest import png_bytes, sim_channel
 
 from ideohub.config import Secrets
 from ideohub.domain.generations import GENERATION_ID

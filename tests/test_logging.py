@@ -158,3 +158,11 @@ def test_scrub(text, gone, kept):
 def test_a_bad_level_is_a_clear_error(json_logs):
     with pytest.raises(ValueError, match="log_level"):
         json_logs("LOUD")
+
+
+def test_query_strings_without_an_equals_sign_are_scrubbed_too():
+    """A webhook target like https://hook.example/x?secrettoken carries its secret bare."""
+    from ideohub.logs import scrub
+
+    assert scrub("POST https://hook.example/x?secrettoken failed") == "POST https://hook.example/x failed"
+    assert scrub("is it valid? yes") == "is it valid? yes"  # prose keeps its question marks

@@ -600,6 +600,19 @@ def rotate_signing_key(data_dir: DataDir = None, config: ConfigFile = None) -> N
     print(kid)
 
 
+@app.command("rotate-webhook-key")
+def rotate_webhook_key(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Add a webhook-signing key (Ed25519) and sign with it from now on; prints its id.
+
+    Running servers sign with it within a few seconds, without a restart. The previous key is
+    retired but stays published at /v1/.well-known/jwks.json for 7 days."""
+    from .notify import keys as webhook_keys
+
+    settings = _settings(data_dir, config)
+    Secrets.load(settings)  # creates secrets.json (and the data directory) on first use
+    print(webhook_keys.rotate(settings.secrets_file))
+
+
 def main() -> None:
     app()
 

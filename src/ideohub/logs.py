@@ -34,7 +34,7 @@ MAX_FIELD_CHARS = 4000  # a prompt or an error text; a traceback gets MAX_EXCEPT
 MAX_EXCEPTION_CHARS = 20_000
 
 # a query string after a URL or a path (``?exp=…&kid=…&sig=…``), and signing parameters anywhere
-_QUERY = re.compile(r"\?[^\s\"'<>?]*=[^\s\"'<>]*")
+_QUERY = re.compile(r"(?<=[\w/.\-\]])\?[^\s\"'<>]+")  # any query string after a URL or path, with or without "="
 _SIGNING_PARAM = re.compile(r"(?i)\b(exp|kid|sig)=[^\s&\"'<>]+")
 
 

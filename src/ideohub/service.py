@@ -169,6 +169,7 @@ class Service:
         self._background: set[asyncio.Task[Any]] = set()
         self._finished: dict[str, asyncio.Event] = {}  # generation id → set when it ends (in-process waiters)
         self._stopping = False
+        self.outbox_changed: Callable[[], None] = lambda: None  # the app sets it: wakes the delivery worker
 
     # ------------------------------------------------------------ admission
 
@@ -204,7 +205,7 @@ class Service:
         that would be refused is refused here, before anything runs, with its own status."""
         started = time.perf_counter()
         account_id = key.account_id or DEFAULT_ACCOUNT
-        await self.repo.start_request(request_id, key.id, operation.value, account_id)
+        created = await self.repo.start_request(request_id, key.id, operation.value, account_id)
         reserved = False
         gen: Generation | None = None
         try:
@@ -229,7 +230,7 @@ class Service:
             quote = self.prices.quote(request, account.group_name)
             request = _with_seed(request)
             gen = Generation(request_id, new_generation_id(), operation, request, key.id, account_id, quote, engine,
-                             submission, utcnow())
+                             submission, created)
             max_images = key.max_images_in_flight or self.settings.default_max_images_in_flight
             if max_images:
                 await self.limiter.acquire_images(key.id, request_id, request.num_images, max_images)
@@ -325,8 +326,8 @@ class Service:
         request, quote = gen.request, gen.quote
         try:
             began = utcnow()
-            await self.repo.finish(gen.request_id, "running", started_at=began,
-                                   deliveries=self._callback(gen, TASK_PROCESSING, began))
+            await self._finish(gen.request_id, "running", started_at=began,
+                               deliveries=self._callback(gen, TASK_PROCESSING, began))
             engine_started = time.perf_counter()
             self.metrics.images_in_flight.inc(request.num_images)
             try:
@@ -358,11 +359,12 @@ class Service:
                 raise DeadlineExceeded("the request's reservation expired before it completed; nothing was charged")
             reserved = False
             answer = outcome.body.decode() if outcome.body is not None else None
-            await self.repo.finish(
+            await self._finish(
                 gen.request_id, "done", images=delivered, status_code=200, channel=ctx.channel, result=answer,
                 latency_ms=(time.perf_counter() - started) * 1000, resume=None,
                 deliveries=self._notifications(gen, answer=answer),
             )
+            self.metrics.generations_finished.labels("completed").inc()
             return outcome
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and self._stopping and gen.staged:
@@ -406,9 +408,19 @@ class Service:
         try:
             if reserved:
                 await self.ledger.refund(request_id)
-            await self.repo.finish(request_id, "failed", deliveries=deliveries, **values)
+            await self._finish(request_id, "failed", deliveries=deliveries, **values)
+            if gen is not None:
+                self.metrics.generations_finished.labels("failed").inc()
         except Exception:  # the record must not mask the original error; the sweeper releases the money
             log.exception("could not record the failure of request %s", request_id)
+
+    async def _finish(self, request_id: str, state: str, deliveries: list[dict[str, Any]] = (),  # type: ignore[assignment]
+                      **values: Any) -> None:
+        """The record's new state with the notifications it owes (one transaction), then the
+        delivery worker woken for them."""
+        await self.repo.finish(request_id, state, deliveries=deliveries, **values)
+        if deliveries:
+            self.outbox_changed()
 
     async def _release(self, gen: Generation) -> None:
         """What a generation holds while it runs: the key's images lease, its staged inputs, waiters."""

@@ -40,12 +40,14 @@ from ..media.storage import LocalStorage, Storage
 from ..service import Outcome, Service
 from ..store import db
 from ..store.repository import Repository
+from ..notify.worker import Webhooks
 from .admin import router as admin_router
+from .jwks import router as jwks_router
 from .auth import authenticate
 from .body_limits import BodyLimitMiddleware
 from .dialects import ENDPOINTS, Endpoint, all_paths, image_paths
 from .dialects.intake import IntakeLimits, read_fields
-from . import tasks
+from . import generations, tasks
 from .submission import read_submission, wants_task_dialect
 from ..notify.targets import TargetPolicy
 from .middleware import RequestContextMiddleware
@@ -88,7 +90,7 @@ async def open_state(settings: Settings, engines: dict | None = None,
         prices = PriceTable.load(overrides=settings.prices, groups=settings.groups)
     except PriceError as exc:
         raise ConfigError(str(exc)) from None
-    limiter = make_limiter(settings)
+    limiter = make_limiter(settings, clock)
     if engines is None:
         engines = build_engines(EngineResources(settings, metrics, repo.session, secrets, clock))
     service = Service(settings, repo, storage, signer, engines, pool, metrics,
@@ -102,14 +104,15 @@ async def open_state(settings: Settings, engines: dict | None = None,
                     TargetPolicy(settings.webhook_allowed_hosts))
 
 
-def make_limiter(settings: Settings):  # type: ignore[no-untyped-def]
-    """Per-process limits by default; shared through Redis when ``redis_url`` is set."""
+def make_limiter(settings: Settings, clock: Callable[[], float] | None = None):  # type: ignore[no-untyped-def]
+    """Per-process limits by default; shared through Redis when ``redis_url`` is set. ``clock``
+    (tests) replaces the monotonic clock, or Redis time."""
     lease_s = settings.request_timeout_s + settings.reservation_grace_s
     if settings.redis_url:
         from ..gate.redis import RedisLimiter
 
-        return RedisLimiter(settings.redis_url, lease_s=lease_s)
-    return MemoryLimiter(lease_s=lease_s)
+        return RedisLimiter(settings.redis_url, lease_s=lease_s, clock=clock)
+    return MemoryLimiter(lease_s=lease_s, clock=clock) if clock is not None else MemoryLimiter(lease_s=lease_s)
 
 
 async def upsert_config_channels(settings: Settings, repo: Repository, secrets: Secrets) -> None:
@@ -136,6 +139,12 @@ def create_app(settings: Settings, engines: dict | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await open_state(settings, engines, clock)
         app.state.ideohub = state
+        # webhooks and task callbacks from the outbox (notify.worker); app.state.wall_clock: a test's clock
+        webhooks = Webhooks(settings, state.repo.session, state.targets, state.metrics,
+                            getattr(app.state, "wall_clock", None))
+        app.state.webhooks = webhooks
+        state.service.outbox_changed = webhooks.wake  # the service wakes it after writing outbox rows
+        webhooks.start()
         loops = [asyncio.create_task(_sweep_forever(state)), asyncio.create_task(_keep_alive_forever(state))]
         try:
             yield
@@ -143,6 +152,7 @@ def create_app(settings: Settings, engines: dict | None = None,
             for loop in loops:
                 loop.cancel()
             await state.service.stop()
+            await webhooks.aclose()
             state.pool.shutdown()
             for engine in {id(e): e for e in state.service.engines.values()}.values():
                 if hasattr(engine, "aclose"):
@@ -178,6 +188,9 @@ def create_app(settings: Settings, engines: dict | None = None,
             )
     app.ideohub_settings = settings  # type: ignore[attr-defined]  # what the server layer configures itself from
     app.include_router(admin_router)
+    app.include_router(jwks_router)  # GET /v1/.well-known/jwks.json: the webhook signing keys
+    app.include_router(generations.router)  # polling: GET /v1|v2/generations/{id}
+    app.include_router(tasks.router)  # the task dialect's queries
     app.add_api_route("/images/{name}", serve_image, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
@@ -276,6 +289,7 @@ async def metrics_endpoint(request: Request) -> Response:
             raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics_token>'")
     elif not _is_loopback(request):
         raise Forbidden("/metrics answers loopback clients only; set metrics_token to scrape it from elsewhere")
+    await generations.refresh_metrics(state)  # generations by status, oldest pending: one grouped query
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
