@@ -288,3 +288,21 @@ def test_queue_time_is_reported_apart_from_overhead(start_server, fresh):
     r = srv.post(V3, json=TURBO)
     assert re.fullmatch(r"\d+\.\d\d", r.headers["x-ideohub-overhead-ms"])
     assert "x-ideohub-queue-ms" not in r.headers  # the relay never waits for a worker
+
+
+def test_a_caller_that_timed_out_retries_and_is_not_charged_twice(start_server, fresh):
+    """The caller gives up after 0.5 s while the upstream takes 1.5 s; the generation goes on
+    and is charged once. The retry with the same Idempotency-Key gets the finished answer; the
+    generation is also readable by its id (the record is the source of truth)."""
+    srv = relay(start_server, fresh)
+    account, key = funded_key(srv)
+    fresh[0].configure(latency_s=1.5)
+    h = {"Api-Key": key, "Idempotency-Key": "impatient"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(srv.base_url + V3, json=TURBO, headers=h, timeout=0.5)
+    retry = srv.client.post(V3, json=TURBO, headers=h)
+    assert retry.status_code == 200
+    rec = wait_done(srv, retry.headers["x-ideohub-generation-id"])
+    assert rec.result == retry.text
+    assert len(fresh[0].api_requests()) == 1
+    assert money(srv, account) == (1_000_000 - TURBO_PRICE, TURBO_PRICE, 1_000_000 - TURBO_PRICE)
