@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -145,7 +145,8 @@ def create_app(settings: Settings, engines: dict | None = None,
         app.state.webhooks = webhooks
         state.service.outbox_changed = webhooks.wake  # the service wakes it after writing outbox rows
         webhooks.start()
-        loops = [asyncio.create_task(_sweep_forever(state)), asyncio.create_task(_keep_alive_forever(state))]
+        loops = [asyncio.create_task(_every(settings.sweep_interval_s, lambda: _sweep(state), "sweeper")),
+                 asyncio.create_task(_every(settings.heartbeat_s, lambda: _keep_alive(state), "generation heartbeat"))]
         try:
             yield
         finally:
@@ -303,26 +304,26 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
-async def _sweep_forever(state: AppState) -> None:
+async def _every(seconds: float, job: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``job`` now and then every ``seconds``; a failure is logged and retried next time."""
     while True:
         try:
-            removed = await state.service.sweep()
-            if removed:
-                log.info('{"sweeper": "deleted expired images", "count": %d}', removed)
+            await job()
         except Exception:
-            log.exception("sweeper failed; retrying at the next interval")
-        await asyncio.sleep(state.settings.sweep_interval_s)
+            log.exception("%s failed; retrying at the next interval", what)
+        await asyncio.sleep(seconds)
 
 
-async def _keep_alive_forever(state: AppState) -> None:
+async def _sweep(state: AppState) -> None:
+    removed = await state.service.sweep()
+    if removed:
+        log.info('{"sweeper": "deleted expired images", "count": %d}', removed)
+
+
+async def _keep_alive(state: AppState) -> None:
     """This process's pending generations stay claimed while it lives; those of a process that
     stopped beating are taken over (at start-up too)."""
-    while True:
-        try:
-            await state.service.heartbeat()
-            taken = await state.service.take_over()
-            if taken:
-                log.warning('{"generations": "taken over from a stopped process", "count": %d}', taken)
-        except Exception:
-            log.exception("generation heartbeat failed; retrying at the next interval")
-        await asyncio.sleep(state.settings.heartbeat_s)
+    await state.service.heartbeat()
+    taken = await state.service.take_over()
+    if taken:
+        log.warning('{"generations": "taken over from a stopped process", "count": %d}', taken)
