@@ -236,7 +236,7 @@ def test_retried_with_backoff_after_an_error_then_delivered(hub, receiver):
 
 
 def test_dead_once_the_links_expire(hub, receiver):
-    h, _painter = painted(hub, url_ttl_s=25)
+    h, _painter = painted(hub, url_ttl_s=25, admin_token="admin-" + "t" * 20)
     receiver.default = "500"
     gid = submit(h, receiver.url("/hook"))
     h.wait_attempts(gid, 1)  # t=0 → next at 10
@@ -246,6 +246,10 @@ def test_dead_once_the_links_expire(hub, receiver):
     h.advance(DAY)
     assert len(receiver.at("/hook")) == 2
     assert 'ideohub_deliveries_total{kind="webhook",outcome="dead"} 1.0' in h.srv.client.get("/metrics").text
+    view = h.srv.client.get(f"/admin/generations/{gid}", headers={"Authorization": "Bearer admin-" + "t" * 20})
+    assert view.status_code == 200, view.text
+    assert view.json()["state"] == "done"  # the generation completed; its webhook is what died
+    assert [(d["kind"], d["state"], d["attempts"]) for d in view.json()["deliveries"]] == [("webhook", "dead", 2)]
 
 
 def test_a_hanging_target_does_not_hold_up_another(hub, receiver):

@@ -4,6 +4,7 @@ Disabled (404) when no admin token is configured."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -220,3 +221,51 @@ async def usage(
         for r in rows
     ]
 
+
+
+class DeliveryOut(BaseModel):
+    kind: str
+    seq: int
+    state: str  # pending | delivered | dead | superseded
+    attempts: int
+    last_status: int | None
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+class GenerationOut(BaseModel):
+    """A generation's record as an operator needs it (never the answer's signed links)."""
+
+    generation_id: str
+    request_id: str
+    account_id: str | None
+    key_id: str | None
+    operation: str
+    mode: str | None
+    state: str
+    status_code: int | None
+    failure_reason: str | None
+    error: str | None
+    price_usd: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deliveries: list[DeliveryOut]
+
+
+@router.get("/generations/{generation_id}", response_model=GenerationOut)
+async def get_generation(generation_id: str, state: State) -> GenerationOut:
+    """One generation with its webhook and callback deliveries (a ``dead`` one is visible here)."""
+    from ..notify.outbox import Outbox
+
+    record = await state.repo.get_generation(generation_id)
+    if record is None:
+        raise NotFound(f"generation_id: no generation {generation_id}")
+    deliveries = await Outbox(state.repo.session).of_generation(generation_id)
+    return GenerationOut(
+        generation_id=generation_id, request_id=record.id, account_id=record.account_id, key_id=record.key_id,
+        operation=record.operation, mode=record.mode, state=record.state, status_code=record.status_code,
+        failure_reason=record.failure_reason, error=record.error, price_usd=micros_to_usd(record.price_micros),
+        created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
+        deliveries=[DeliveryOut(**asdict(d)) for d in deliveries],
+    )
