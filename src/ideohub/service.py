@@ -238,10 +238,12 @@ class Service:
             await self.ledger.reserve(request_id, account_id, key.id, quote.total_micros, self._reservation_ttl)
             reserved = True
             resume = await self._stage(gen) if submission.mode is Mode.ASYNC else None
+            now = utcnow()
             await self.repo.update_request(
                 request_id, "running", params=request.summary(), engine=engine.name, tier=quote.key.tier,
                 generation_id=gen.generation_id, mode=submission.mode.value, webhook_url=submission.webhook_url,
-                callback_url=submission.callback_url, resume=resume, owner=self.instance_id, heartbeat_at=utcnow(),
+                callback_url=submission.callback_url, resume=resume, owner=self.instance_id, heartbeat_at=now,
+                started_at=now if submission.mode is Mode.SYNC else None,  # a sync one runs right away
             )
         except BaseException as exc:  # refused at admission: the caller gets the error, nothing is owed later
             await self._record_failure(request_id, exc, reserved=reserved, started=started)
@@ -325,9 +327,10 @@ class Service:
         reserved = True
         request, quote = gen.request, gen.quote
         try:
-            began = utcnow()
-            await self._finish(gen.request_id, "running", started_at=began,
-                               deliveries=self._callback(gen, TASK_PROCESSING, began))
+            if gen.submission.mode is Mode.ASYNC:  # (a sync generation's start was recorded at admission)
+                began = utcnow()
+                await self._finish(gen.request_id, "running", started_at=began,
+                                   deliveries=self._callback(gen, TASK_PROCESSING, began))
             engine_started = time.perf_counter()
             self.metrics.images_in_flight.inc(request.num_images)
             try:
