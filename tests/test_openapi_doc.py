@@ -1,10 +1,14 @@
 """Our published API description and docs: ``/openapi.json`` is a valid OpenAPI 3.1 document
 that describes every image endpoint's body (the official schemas, per accepted content type),
-responses and auth schemes; ``/docs`` loads only assets we serve ourselves (works offline);
-the official specs the tests use are vendored in the package and pinned."""
+responses and auth schemes, and the generation routes (polling, the webhook keys, the task
+dialect) with the official July-2026 schemas or our own, marked as extensions; real answers of
+a running server validate against what it publishes; ``/docs`` loads only assets we serve
+ourselves (works offline); the official specs the tests use are vendored in the package and
+pinned."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -12,26 +16,55 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from conftest import Running, ThreadedServer, free_port
+from generations.support import PNG, Gate, poll_until
+from openapi import PINNED_SHA256, document, nullable_to_jsonschema
 from openapi_spec_validator import validate as validate_openapi
 
-from conftest import Running, ThreadedServer, free_port
 from ideohub import spec
+from ideohub.api import generations, jwks, tasks
 from ideohub.api.app import create_app
 from ideohub.api.dialects import ENDPOINTS, all_paths
+from ideohub.api.openapi import OURS
 from ideohub.config import load_settings
+from ideohub.domain.errors import UpstreamFailed
+from ideohub.domain.generations import FailureReason
+from ideohub.domain.operations import ImageResult, Operation
+from ideohub.domain.sizes import Size
 from ideohub.store import db
-from openapi import PINNED_SHA256, document, nullable_to_jsonschema
 
 ROOT = Path(__file__).resolve().parents[1]
+V3 = "/v1/ideogram-v3/generate"
+CALLBACK = "http://127.0.0.1:9/callback"  # allowed by webhook_allowed_hosts; never answered
+ID_PATTERN = "^[A-Za-z0-9_-]{22}$"
+MID_2026_NAMES = {"GenerationResponse", "ImageGenerationObject", "WebhookSigningJwks", "WebhookSigningJwk",
+                  "AsyncImageGenerationResponseV4", "WebhookUrl"}
+
+
+class SquareGate(Gate):
+    """The gate, reporting a size of Ideogram 3.0's list (``ResolutionV3``), so its V3 answers are
+    the official shape."""
+
+    async def run(self, request: Any, ctx: Any) -> Any:
+        result = await super().run(request, ctx)
+        if isinstance(result, ImageResult):
+            result.images = [dataclasses.replace(i, resolution=Size(1024, 1024)) for i in result.images]
+        return result
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """One real server (no engines) for the whole module."""
+def gate() -> Gate:
+    return SquareGate()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, gate):  # type: ignore[no-untyped-def]
+    """One real server for the whole module; every operation runs on a gate engine the tests hold."""
     port = free_port()
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("openapi") / "data", port=port)
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("openapi") / "data", port=port,
+                             webhook_allowed_hosts=["127.0.0.1"])
     db.upgrade(settings.db_url)
-    with ThreadedServer(create_app(settings, engines={}), port), \
+    with ThreadedServer(create_app(settings, engines={op: gate for op in Operation}), port), \
             httpx.Client(base_url=settings.base_url, timeout=60) as client:
         running = Running(settings.base_url, "", settings, client)
         _key_id, running.key = running.create_key()
@@ -50,6 +83,30 @@ def doc(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 def component_validator(doc: dict[str, Any], ref: str) -> jsonschema.Validator:
     """A JSON Schema 2020-12 validator (OpenAPI 3.1's dialect) for one of our components."""
     return jsonschema.Draft202012Validator({"$ref": ref, "components": doc["components"]})
+
+
+def response_validator(doc: dict[str, Any], path: str, method: str, status: int) -> jsonschema.Validator:
+    """A validator for the JSON body our document publishes for one answer."""
+    schema = doc["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def refs(node: Any) -> set[str]:
+    return set(re.findall(r"#/components/schemas/([A-Za-z0-9_.-]+)", repr(node)))
+
+
+def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def check_answer(doc: dict[str, Any], r: httpx.Response, path: str, method: str = "post") -> Any:
+    """The answer validates against what we publish for its path and status."""
+    assert str(r.status_code) in doc["paths"][path][method]["responses"], (path, r.status_code, r.text)
+    body = r.json()
+    response_validator(doc, path, method, r.status_code).validate(body)
+    return body
 
 
 # ---------------------------------------------------------------- the vendored specs
@@ -107,13 +164,42 @@ def test_every_image_endpoint_has_its_official_bodies_and_responses(doc, endpoin
         assert doc["components"]["schemas"][name] == nullable_to_jsonschema(official["components"]["schemas"][name])
         assert body.get("encoding") == official_op["requestBody"]["content"][mt].get("encoding")
 
-    assert op["responses"]["200"]["content"] == official_op["responses"]["200"]["content"]
-    assert op["responses"]["422"]["content"] == official_op["responses"]["422"]["content"]
-    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for status in ("400", str(endpoint.auth_status), "402", "413", "415", "429", "502", "503", "504"):
+    ref = "#/components/schemas/"
+    ok = op["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    assert ok == [official_op["responses"]["200"]["content"]["application/json"]["schema"],
+                  {"$ref": ref + "AsyncImageGenerationResponseV4"}, {"$ref": ref + "TaskEnvelope"}]
+    safety = op["responses"]["422"]["content"]["application/json"]["schema"]["oneOf"]
+    assert safety == [official_op["responses"]["422"]["content"]["application/json"]["schema"],
+                      {"$ref": ref + "TaskError"}]
+    problem = {"application/json": {"schema": {"oneOf": [{"$ref": ref + "Problem"}, {"$ref": ref + "TaskError"}]}}}
+    for status in ("400", str(endpoint.auth_status), "402", "409", "413", "415", "429", "502", "503", "504"):
         assert op["responses"][status]["content"] == problem, status
+    for status in ("429", "503"):
+        assert "Retry-After" in op["responses"][status]["headers"]
+    for status in ("200", "422", "429", "502", "503", "504"):  # answers after admission name the generation
+        header = op["responses"][status]["headers"]["X-Ideohub-Generation-Id"]
+        assert resolve(doc, header["schema"])["pattern"] == ID_PATTERN
     assert op["security"] == [{"ApiKeyAuth": []}, {"BearerAuth": []}]
     assert "{}" not in repr(op["requestBody"]) and "{}" not in repr(op["responses"])  # no empty schemas left
+
+
+def test_every_image_endpoint_documents_async_webhooks_callbacks_and_idempotency(doc) -> None:  # type: ignore
+    for endpoint in ENDPOINTS.values():
+        params = {(p["in"], p["name"]): p for p in doc["paths"][endpoint.path]["post"]["parameters"]}
+        assert set(params) == {("query", "async"), ("query", "webhook_url"), ("query", "callback_url"),
+                               ("header", "Idempotency-Key")}, endpoint.path
+        for p in params.values():  # none of them is Ideogram's on these endpoints
+            assert p["x-ideohub-extension"] is True and "ideohub extension" in p["description"]
+            assert p["required"] is False
+        assert params[("query", "async")]["schema"]["type"] == "boolean"
+        assert params[("query", "webhook_url")]["schema"] == {"$ref": "#/components/schemas/WebhookUrl"}
+    webhook_url = doc["components"]["schemas"]["WebhookUrl"]
+    assert webhook_url["maxLength"] == 2048 and "HTTPS" in webhook_url["description"]
+    key = jsonschema.Draft202012Validator(params[("header", "Idempotency-Key")]["schema"])
+    for good in ("k", "order-42:retry", "~" * 255):
+        assert key.is_valid(good), good
+    for bad in ("", "two words", "tab\there", "é", "x" * 256):
+        assert not key.is_valid(bad), bad
 
 
 def test_the_documented_schemas_are_usable_and_match_what_we_answer(server, doc) -> None:  # type: ignore[no-untyped-def]
@@ -130,6 +216,193 @@ def test_the_documented_schemas_are_usable_and_match_what_we_answer(server, doc)
         assert r.status_code == status, r.text
         problem.validate(r.json())
         assert status == 400 or str(status) in doc["paths"][r.request.url.path]["post"]["responses"]
+
+
+def test_the_generation_routes_are_documented_on_their_official_paths(doc) -> None:  # type: ignore[no-untyped-def]
+    both = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
+    listed = {  # path → (method, security, the aliases its description names)
+        "/v1/generations/{generation_id}": ("get", both, ["/ideogram/v1/generations/{generation_id}"]),
+        "/v2/generations/{generation_id}": ("get", both, ["/ideogram/v2/generations/{generation_id}"]),
+        "/v1/.well-known/jwks.json": ("get", [], ["/ideogram/v1/.well-known/jwks.json"]),
+        "/ideogram/v1/tasks/{task_id}": ("get", both, ["/ideogram/tasks/{task_id}"]),
+        "/ideogram/v1/tasks/query": ("post", both, ["/ideogram/tasks/query"]),
+    }
+    for path, (method, security, aliases) in listed.items():
+        op = doc["paths"][path][method]
+        assert op["security"] == security, path
+        assert "{}" not in repr(op) and "422" not in op["responses"], path  # no empty schemas, no FastAPI 422
+        for alias in aliases:
+            assert alias not in doc["paths"] and f"`{alias}`" in op["description"], (path, alias)
+        for response in op["responses"].values():
+            assert response["content"]["application/json"]["schema"], path
+    # every route of these families is either listed or named by a listed one
+    described = repr(doc["paths"])
+    for path in (*generations.POLL_PATHS, *jwks.PATHS, *tasks.TASK_PATHS, *tasks.QUERY_PATHS):
+        assert path in described, path
+
+    ref = "#/components/schemas/"
+    for path, operation_id in (("/v1/generations/{generation_id}", "get_generation"),
+                               ("/v2/generations/{generation_id}", "get_generation_v2")):
+        op = doc["paths"][path]["get"]
+        assert op["operationId"] == operation_id  # Ideogram's
+        (param,) = op["parameters"]
+        assert param["name"] == "generation_id" and param["in"] == "path" and param["required"] is True
+        assert resolve(doc, param["schema"])["pattern"] == ID_PATTERN
+        assert op["responses"]["200"]["content"]["application/json"]["schema"]["allOf"][0] == \
+            {"$ref": ref + "GenerationResponse"}
+        assert "descriptions" in op["description"] and "ideohub extension" in op["description"]
+        for status in ("400", "401", "404", "429"):
+            assert op["responses"][status]["content"]["application/json"]["schema"] == {"$ref": ref + "Problem"}
+        assert "Retry-After" in op["responses"]["429"]["headers"]
+    extensions = doc["components"]["schemas"]["GenerationResponseExtensions"]["properties"]
+    assert extensions["failure_reason"]["enum"] == [r.value for r in FailureReason]
+    assert extensions["descriptions"]["x-ideohub-extension"] is True
+
+    jwks_op = doc["paths"]["/v1/.well-known/jwks.json"]["get"]
+    assert jwks_op["operationId"] == "get_webhook_signing_jwks"
+    assert jwks_op["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": ref + "WebhookSigningJwks"}
+
+    for path, method in (("/ideogram/v1/tasks/{task_id}", "get"), ("/ideogram/v1/tasks/query", "post")):
+        op = doc["paths"][path][method]
+        assert op["x-ideohub-extension"] is True and "ideohub extension" in op["summary"]
+        for status, response in op["responses"].items():
+            if status != "200":
+                assert response["content"]["application/json"]["schema"] == {"$ref": ref + "TaskError"}, status
+        assert "Retry-After" in op["responses"]["429"]["headers"]
+    assert resolve(doc, doc["paths"]["/ideogram/v1/tasks/{task_id}"]["get"]["parameters"][0]["schema"])["pattern"] \
+        == ID_PATTERN
+    query = component_validator(doc, ref + "TaskQueryRequest")
+    task_id = "A" * 22
+    assert query.is_valid({"task_ids": [task_id]}) and query.is_valid({"ids": [task_id] * 100})
+    for bad in ({}, {"task_ids": [task_id] * 101}, {"ids": ["short"]}, {"task_ids": [task_id], "ids": [task_id]}):
+        assert not query.is_valid(bad), bad
+    for name in ("TaskObject", "TaskResult", "TaskEnvelope", "TaskListEnvelope", "TaskError", "TaskQueryRequest"):
+        assert doc["components"]["schemas"][name]["x-ideohub-extension"] is True, name
+
+
+def test_the_admin_generation_route_is_documented_with_the_admin_token(doc) -> None:  # type: ignore[no-untyped-def]
+    op = doc["paths"]["/admin/generations/{generation_id}"]["get"]
+    assert op["security"] == [{"BearerAuth": []}]
+    ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/GenerationOut"}
+    out = doc["components"]["schemas"]["GenerationOut"]["properties"]
+    assert {"generation_id", "state", "failure_reason", "deliveries"} <= set(out)
+    assert {"401", "404"} <= set(op["responses"])
+
+
+def test_copied_official_components_are_the_vendored_ones(doc) -> None:  # type: ignore[no-untyped-def]
+    """Every component with an official name is that document's schema, after the nullable
+    conversion: the image endpoints' from ``ideogram-openapi.json``, the generation routes' from
+    the July-2026 file; no name of ours shadows an official one."""
+    official = document(spec.OFFICIAL)["components"]["schemas"]
+    mid_2026 = document(spec.MID_2026)["components"]["schemas"]
+    schemas = doc["components"]["schemas"]
+    fastapi_models: set[str] = set()
+    assert MID_2026_NAMES <= set(schemas)
+    assert not set(OURS) & (set(official) | set(mid_2026))
+    for name, schema in schemas.items():
+        if name in OURS:
+            assert schema == OURS[name], name
+        elif name in MID_2026_NAMES:
+            assert schema == nullable_to_jsonschema(mid_2026[name]), name
+        elif name in official:
+            assert schema == nullable_to_jsonschema(official[name]), name
+        else:  # FastAPI's, from the admin API's models
+            assert name not in mid_2026, name
+            fastapi_models.add(name)
+    reached, todo = set(), refs({p: i for p, i in doc["paths"].items() if p.startswith("/admin")})
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo |= refs(schemas[name])
+    assert fastapi_models <= reached
+
+
+def test_real_answers_validate_against_what_we_publish(server, doc, gate) -> None:  # type: ignore[no-untyped-def]
+    """Synchronous, asynchronous and task answers, polls in every status, the JWKS and the
+    errors of each family, from the running server, against its own ``/openapi.json``."""
+    key = server.auth()
+    fields = {"prompt": "a lighthouse at dusk", "rendering_speed": "TURBO", "num_images": 2}
+    published = doc["paths"][V3]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+
+    def alternative(body: Any) -> list[int]:
+        return [i for i, s in enumerate(published)
+                if jsonschema.Draft202012Validator({**s, "components": doc["components"]}).is_valid(body)]
+
+    sync = server.post(V3, json=fields)
+    assert alternative(check_answer(doc, sync, V3)) == [0]
+    sync_id = sync.headers["x-ideohub-generation-id"]
+    acknowledged = server.post(V3 + "?async=true", json=fields)
+    assert alternative(check_answer(doc, acknowledged, V3)) == [1]
+    async_id = acknowledged.json()["generation_id"]
+    task = server.post(V3, json={**fields, "callback_url": CALLBACK})
+    assert alternative(check_answer(doc, task, V3)) == [2]
+    described = server.post("/describe", files={"image_file": ("a.png", PNG, "image/png")})
+    check_answer(doc, described, "/describe")
+    describe_id = described.headers["x-ideohub-generation-id"]
+
+    # polls: completed (images, describe), pending, failed — on both listed paths
+    for path in ("/v1/generations/{generation_id}", "/v2/generations/{generation_id}"):
+        for generation_id in (sync_id, async_id, describe_id):
+            poll_until(server, generation_id, "completed")
+            body = check_answer(doc, server.client.get(path.format(generation_id=generation_id), headers=key),
+                                path, "get")
+            assert body["status"] == "completed" and body["usage_cost_usd_micros"] >= 0
+    gate.hold()
+    try:
+        pending_id = server.post(V3, json={**fields, "async": True}).json()["generation_id"]
+        gate.entered.wait(30)
+        pending = server.client.get(f"/v1/generations/{pending_id}", headers=key)
+        assert check_answer(doc, pending, "/v1/generations/{generation_id}", "get")["status"] == "pending"
+        task_path = "/ideogram/v1/tasks/{task_id}"
+        processing = server.client.get(f"/ideogram/v1/tasks/{pending_id}", headers=key)
+        assert check_answer(doc, processing, task_path, "get")["data"]["task_status"] == "processing"
+    finally:
+        gate.release()
+    poll_until(server, pending_id, "completed")
+    gate.fail = UpstreamFailed("every upstream failed")
+    try:
+        failed_id = server.post(V3, json={**fields, "async": True}).json()["generation_id"]
+        failed = poll_until(server, failed_id, "failed")
+    finally:
+        gate.fail = None
+    response_validator(doc, "/v2/generations/{generation_id}", "get", 200).validate(failed)
+    assert failed["failure_reason"] == "upstream_failed"
+
+    # the task dialect: one task, several, and its errors
+    task_id = task.json()["data"]["task_id"]
+    poll_until(server, task_id, "completed")
+    one = check_answer(doc, server.client.get(f"/ideogram/v1/tasks/{task_id}", headers=key), task_path, "get")
+    assert one["data"]["task_status"] == "succeed" and len(one["data"]["task_result"]["images"]) == 2
+    several = server.client.post("/ideogram/v1/tasks/query", headers=key,
+                                 json={"task_ids": [task_id, describe_id, failed_id, "Z" * 22]})
+    data = check_answer(doc, several, "/ideogram/v1/tasks/query")["data"]
+    assert [t["task_status"] for t in data] == ["succeed", "succeed", "failed"]
+    assert "descriptions" in data[1]["task_result"] and data[2]["task_status_msg"] == "upstream_failed"
+    check_answer(doc, server.client.get("/ideogram/v1/tasks/" + "Z" * 22, headers=key), task_path, "get")
+    check_answer(doc, server.client.get("/ideogram/v1/tasks/short", headers=key), task_path, "get")
+    check_answer(doc, server.client.get(f"/ideogram/v1/tasks/{task_id}"), task_path, "get")
+    check_answer(doc, server.client.post("/ideogram/v1/tasks/query", headers=key, json={"ids": ["A" * 22] * 101}),
+                 "/ideogram/v1/tasks/query")
+
+    # polling's errors, the JWKS (no key), an image endpoint's errors in both dialects, a reused key
+    poll_path = "/v1/generations/{generation_id}"
+    for r in (server.client.get("/v1/generations/" + "Z" * 22, headers=key),
+              server.client.get("/v1/generations/not-an-id", headers=key),
+              server.client.get(f"/v1/generations/{sync_id}")):
+        assert r.status_code in (404, 400, 401)
+        assert "type" in check_answer(doc, r, poll_path, "get")
+    keys = check_answer(doc, server.client.get("/v1/.well-known/jwks.json"), "/v1/.well-known/jwks.json", "get")
+    assert keys["keys"] and all(k["kty"] == "OKP" and k["crv"] == "Ed25519" for k in keys["keys"])
+    as_problem = server.post(V3, json={**fields, "num_images": 9})
+    assert "detail" in check_answer(doc, as_problem, V3)
+    in_envelope = server.post(V3 + "?callback_url=" + CALLBACK, json={**fields, "num_images": 9})
+    assert check_answer(doc, in_envelope, V3)["code"] == 400
+    retry = {"Idempotency-Key": "openapi-doc-1"}
+    assert server.post(V3, json=fields, headers=retry).status_code == 200
+    conflict = server.post(V3, json={**fields, "num_images": 1}, headers=retry)
+    assert conflict.status_code == 409 and "Idempotency-Key" in check_answer(doc, conflict, V3)["detail"]
 
 
 # ---------------------------------------------------------------- /docs, offline

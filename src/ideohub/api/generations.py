@@ -32,6 +32,7 @@ from .auth import authenticate
 
 POLL_PATHS = ("/v1/generations/{generation_id}", "/v2/generations/{generation_id}",
               "/ideogram/v1/generations/{generation_id}", "/ideogram/v2/generations/{generation_id}")
+DOCUMENTED_PATHS = POLL_PATHS[:2]  # the official paths; /openapi.json names the /ideogram aliases in their text
 NO_STORE = {"Cache-Control": "no-store"}  # a pending answer must not be cached on the way
 
 router = APIRouter()
@@ -99,7 +100,7 @@ async def get_generation(request: Request, generation_id: str) -> JSONResponse:
 
 
 for _path in POLL_PATHS:
-    router.add_api_route(_path, get_generation, methods=["GET"], include_in_schema=False,
+    router.add_api_route(_path, get_generation, methods=["GET"], include_in_schema=_path in DOCUMENTED_PATHS,
                          name=f"get-generation:{_path}")
 
 

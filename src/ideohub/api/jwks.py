@@ -20,5 +20,5 @@ async def webhook_signing_jwks(request: Request) -> JSONResponse:
 
 
 for _path in PATHS:
-    router.add_api_route(_path, webhook_signing_jwks, methods=["GET"], include_in_schema=False,
+    router.add_api_route(_path, webhook_signing_jwks, methods=["GET"], include_in_schema=_path == PATHS[0],
                          name=f"jwks:{_path}")

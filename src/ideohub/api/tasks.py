@@ -43,6 +43,7 @@ def error(request_id: str, status: int, detail: str, headers: dict[str, str] | N
 MAX_TASK_IDS = 100
 TASK_PATHS = ("/ideogram/v1/tasks/{task_id}", "/ideogram/tasks/{task_id}")
 QUERY_PATHS = ("/ideogram/v1/tasks/query", "/ideogram/tasks/query")
+DOCUMENTED_PATHS = (TASK_PATHS[0], QUERY_PATHS[0])  # /openapi.json names the others in their text
 
 router = APIRouter()
 
@@ -127,6 +128,8 @@ async def query_tasks(request: Request) -> JSONResponse:
 
 # the fixed query paths first, so "query" is never read as a task id
 for _path in QUERY_PATHS:
-    router.add_api_route(_path, query_tasks, methods=["POST"], include_in_schema=False, name=f"query-tasks:{_path}")
+    router.add_api_route(_path, query_tasks, methods=["POST"], include_in_schema=_path in DOCUMENTED_PATHS,
+                         name=f"query-tasks:{_path}")
 for _path in TASK_PATHS:
-    router.add_api_route(_path, get_task, methods=["GET"], include_in_schema=False, name=f"get-task:{_path}")
+    router.add_api_route(_path, get_task, methods=["GET"], include_in_schema=_path in DOCUMENTED_PATHS,
+                         name=f"get-task:{_path}")
