@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ipaddress
 import logging
 import re
@@ -43,7 +42,7 @@ from ..store.repository import Repository
 from ..notify.worker import Webhooks
 from .admin import router as admin_router
 from .jwks import router as jwks_router
-from .auth import authenticate
+from .auth import authenticate, bearer_matches
 from .body_limits import BodyLimitMiddleware
 from .dialects import ENDPOINTS, Endpoint, all_paths, image_paths
 from .dialects.intake import IntakeLimits, read_fields
@@ -285,8 +284,7 @@ async def metrics_endpoint(request: Request) -> Response:
     state: AppState = request.app.state.ideohub
     token = state.settings.metrics_token
     if token:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        if not bearer_matches(request.headers.get("authorization"), token):
             raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics_token>'")
     elif not _is_loopback(request):
         raise Forbidden("/metrics answers loopback clients only; set metrics_token to scrape it from elsewhere")

@@ -3,6 +3,8 @@ treated the same. The header name is case-insensitive (``api-key`` works too).""
 
 from __future__ import annotations
 
+import hmac
+
 from starlette.requests import Request
 
 from ..domain.errors import IdeohubError
@@ -19,12 +21,22 @@ class AuthFailed(IdeohubError):
         self.title = "Unauthorized" if status == 401 else "Forbidden"
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (scheme case-insensitive), or None."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def bearer_matches(authorization: str | None, secret: str) -> bool:
+    """Whether the header presents ``secret`` as a bearer token (constant-time comparison)."""
+    token = bearer_token(authorization)
+    return token is not None and hmac.compare_digest(token.encode(), secret.encode())
+
+
 def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+    token = bearer_token(request.headers.get("authorization"))
+    if token is not None:
+        return token
     key = request.headers.get("api-key")
     return key.strip() if key and key.strip() else None
 

@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..domain.errors import IdeohubError, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized
+from .auth import bearer_matches
 from .problems import error_response, in_dialect
 
 ADMIN_PREFIX = "/admin"
@@ -34,8 +34,7 @@ def admin_denial(settings: Settings, authorization: str | None) -> IdeohubError 
     token = settings.admin_token
     if not token:
         return NotFound("the admin API is disabled: set admin_token in the config")
-    scheme, _, value = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+    if not bearer_matches(authorization, token):
         return Unauthorized("admin endpoints need 'Authorization: Bearer <admin token>'")
     return None
 
