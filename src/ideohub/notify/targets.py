@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..domain.errors import InvalidRequest
-from ..net.guard import GuardPolicy, Origin, Refused, Resolver, check_url, is_public_address, system_resolver
+from ..net.guard import GuardPolicy, Origin, Refused, Resolver, check_url, system_resolver
 
 MAX_URL_CHARS = 2048  # Ideogram's WebhookUrl maxLength
 
@@ -40,14 +40,14 @@ class TargetPolicy:
         if origin.scheme != "https":
             raise InvalidRequest(field, "must be an https URL")
         try:
-            literal = ipaddress.ip_address(origin.host)
-            addresses = [str(literal)]
+            addresses = [str(ipaddress.ip_address(origin.host))]
         except ValueError:
             try:
                 addresses = await self.resolver(origin.host, origin.port)
             except OSError:
                 raise InvalidRequest(field, f"its host {origin.host} cannot be resolved") from None
-        for address in addresses or ["0.0.0.0"]:
-            if not is_public_address(ipaddress.ip_address(address.split("%", 1)[0])):
-                raise InvalidRequest(field, "must not point at a loopback, private, link-local or metadata address")
+        try:  # the delivery guard's own rule, so submission and delivery cannot disagree
+            self.guard(origin).allowed_addresses(origin, addresses)
+        except Refused:
+            raise InvalidRequest(field, "must not point at a loopback, private, link-local or metadata address") from None
         return origin
