@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .config import Settings
-from .domain.documents import from_document, to_document
+from .domain.documents import document_files, from_document, to_document
 from .domain.errors import (
     Busy,
     DeadlineExceeded,
@@ -221,12 +221,11 @@ class Service:
             if account is None:
                 raise Forbidden(f"the key's account {account_id} no longer exists")
             if idempotency_key is not None:
-                earlier = await self.repo.claim_idempotency(account_id, idempotency_key,
-                                                            fingerprint(request, submission), request_id,
+                mine = fingerprint(request, submission)
+                earlier = await self.repo.claim_idempotency(account_id, idempotency_key, mine, request_id,
                                                             IDEMPOTENCY_TTL)
                 if earlier is not None:
-                    return await self._replay(request_id, earlier, fingerprint(request, submission), submission,
-                                              on_admitted)
+                    return await self._replay(request_id, earlier, mine, submission, on_admitted)
             quote = self.prices.quote(request, account.group_name)
             request = _with_seed(request)
             gen = Generation(request_id, new_generation_id(), operation, request, key.id, account_id, quote, engine,
@@ -511,7 +510,7 @@ class Service:
             held = await self.ledger.is_held(record.id)
             await self._record_failure(record.id, Abandoned("the process running it stopped"), reserved=held,
                                        started=time.perf_counter(), gen=ghost)
-            for name in _image_keys(record.resume):
+            for name in document_files(record.resume):
                 await self.storage.delete(name)
         return taken
 
@@ -520,7 +519,7 @@ class Service:
         if record.mode != Mode.ASYNC.value or not record.resume or not await self.ledger.is_held(record.id):
             return None
         files: dict[str, bytes] = {}
-        for name in _image_keys(record.resume):
+        for name in document_files(record.resume):
             data = await self.storage.get(name)
             if data is None:
                 return None
@@ -648,17 +647,3 @@ def _with_seed(request: CanonicalRequest) -> CanonicalRequest:
         return request
     return replace(request, seed=random.randint(0, SEED_MAX))
 
-
-def _image_keys(doc: dict | None) -> list[str]:
-    """The staged files a request document refers to."""
-    keys: list[str] = []
-    stack: list[Any] = [doc or {}]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if "$image" in node:
-                keys.append(node["$image"])
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return keys

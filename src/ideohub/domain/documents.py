@@ -56,6 +56,24 @@ def to_document(request: CanonicalRequest, name_file: Callable[[int, ImageInput]
     return {"operation": request.operation.value, "fields": values}, files
 
 
+def document_files(doc: dict | None) -> list[str]:
+    """The names ``to_document`` gave the files a document needs."""
+    if not doc:
+        return []
+    names: list[str] = []
+    stack: list[Any] = [doc["fields"]]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "$image" in node:
+                names.append(node["$image"])
+            else:
+                stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
+
+
 def from_document(doc: dict, files: dict[str, bytes]) -> CanonicalRequest:
     cls = request_types()[Operation(doc["operation"])]
     hints = _hints(cls)
