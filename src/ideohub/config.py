@@ -179,6 +179,7 @@ class Secrets:
 
     @classmethod
     def load(cls, settings: Settings) -> "Secrets":
+        from . import filewatch
         from .media import signing_keys
 
         path = settings.secrets_file
@@ -196,7 +197,7 @@ class Secrets:
         _tighten(path, 0o600)
         data = json.loads(path.read_text())
         if "channel_key" not in data or signing_keys.ORDER_FIELD not in data:  # files from older versions
-            with signing_keys.locked(path):
+            with filewatch.locked(path):
                 data = json.loads(path.read_text())
                 changed = signing_keys.with_order(data)
                 if "channel_key" not in data:
@@ -211,11 +212,12 @@ class Secrets:
     def rotate(settings: Settings) -> str:
         """Add a new signing key and make it the newest; returns its id. Running servers sign
         with it within ``KeyRingFile.recheck_s`` (unless ``signing_key_id`` pins another)."""
+        from . import filewatch
         from .media import signing_keys
 
         Secrets.load(settings)
         path = settings.secrets_file
-        with signing_keys.locked(path):
+        with filewatch.locked(path):
             data = json.loads(path.read_text())
             kid = signing_keys.add_key(data)
             _replace_private(path, data)

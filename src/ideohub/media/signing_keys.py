@@ -17,16 +17,15 @@ signed by another process a moment after a rotation verifies too.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from ..filewatch import WatchedFile
 
 ORDER_FIELD = "signing_key_order"
 KEYS_FIELD = "signing_keys"
@@ -101,27 +100,6 @@ def add_key(data: dict[str, Any]) -> str:
     return kid
 
 
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Serialise read-modify-write of ``path`` between processes (two rotations at once must
-    both land). The lock is a sibling file, since ``path`` itself is replaced atomically."""
-    lock = path.with_name("." + path.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 class StaticKeys:
     """A fixed ring (tests, tools)."""
 
@@ -137,43 +115,11 @@ class StaticKeys:
         return self._ring
 
 
-class KeyRingFile:
-    """The ring in ``secrets.json``, re-read when the file changes (see the module docstring).
-    ``clock`` is injectable so tests need not wait for ``recheck_s``."""
+class KeyRingFile(WatchedFile[KeyRing]):
+    """The ring in ``secrets.json``, re-read when the file changes (see the module docstring)."""
 
     def __init__(self, path: Path, pinned: str | None = None, *, recheck_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = Path(path)
         self.pinned = pinned
-        self.recheck_s = recheck_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._identity: tuple[int, int, int] | None = None
-        self._checked = float("-inf")
-        self._ring: KeyRing | None = None
-        self.refresh()
-
-    def _stat(self) -> tuple[int, int, int]:
-        st = os.stat(self.path)
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-    def refresh(self) -> KeyRing:
-        with self._lock:
-            self._checked = self._clock()
-            identity = self._stat()
-            if identity != self._identity or self._ring is None:
-                data = json.loads(self.path.read_text())
-                self._ring = ring_from(data, self.pinned, str(self.path))
-                self._identity = identity
-            return self._ring
-
-    def current(self) -> KeyRing:
-        ring = self._ring
-        if ring is not None and self._clock() - self._checked < self.recheck_s:
-            return ring
-        try:
-            return self.refresh()
-        except (OSError, ValueError):  # a file being replaced or edited by hand: keep the last good ring
-            if ring is None:
-                raise
-            return ring
+        super().__init__(path, lambda p: ring_from(json.loads(p.read_text()), pinned, str(p)),
+                         recheck_s=recheck_s, clock=clock)

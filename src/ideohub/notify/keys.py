@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..media.signing_keys import locked
+from ..filewatch import WatchedFile, locked
 
 FIELD = "webhook_keys"
 RETIRED_PUBLISHED_S = 7 * 24 * 3600  # a retired key stays in the JWKS this long
@@ -165,41 +163,13 @@ class StaticWebhookKeys:
         return self._ring
 
 
-class WebhookKeyFile:
+class WebhookKeyFile(WatchedFile[WebhookRing]):
     """The ring in ``secrets.json`` (created if missing), re-read when the file changes.
     ``clock`` is the monotonic clock of the re-check interval (injectable for tests)."""
 
     def __init__(self, path: Path, *, recheck_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = Path(path)
-        self.recheck_s = recheck_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._identity: tuple[int, int, int] | None = None
-        self._checked = float("-inf")
-        self._ring: WebhookRing | None = None
-        ensure(self.path)
-        self.refresh()
-
-    def refresh(self) -> WebhookRing:
-        with self._lock:
-            self._checked = self._clock()
-            st = os.stat(self.path)
-            identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-            if identity != self._identity or self._ring is None:
-                self._ring = ring_from(_read(self.path), str(self.path))
-                self._identity = identity
-            return self._ring
-
-    def current(self) -> WebhookRing:
-        ring = self._ring
-        if ring is not None and self._clock() - self._checked < self.recheck_s:
-            return ring
-        try:
-            return self.refresh()
-        except (OSError, ValueError):  # being replaced or edited by hand: keep the last good ring
-            if ring is None:
-                raise
-            return ring
+        ensure(Path(path))
+        super().__init__(path, lambda p: ring_from(_read(p), str(p)), recheck_s=recheck_s, clock=clock)
 
 
 def new_static_ring(count: int = 1, now: float | None = None) -> WebhookRing:
