@@ -80,6 +80,21 @@ def _ids(what: str) -> dict[str, Any]:
             "description": f"At most {MAX_TASK_IDS} {what}."}
 
 
+def _envelope(title: str, description: str, data: dict[str, Any], *, code: dict[str, Any] | None = None,
+              message: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The task dialect's envelope around ``data`` (success: code 0, message SUCCEED)."""
+    return {
+        "type": "object", "title": title, **EXTENSION, "description": description,
+        "required": ["code", "message", "request_id", "data"],
+        "properties": {
+            "code": code or {"type": "integer", "const": 0},
+            "message": message or {"type": "string", "const": tasks.SUCCEED},
+            "request_id": {"type": "string", "description": "This request's id (also in `X-Request-Id`)."},
+            "data": data,
+        },
+    }
+
+
 # Our own components. Official ones (Ideogram's names) are copied from the vendored documents.
 OURS: dict[str, Any] = {
     "Problem": PROBLEM,
@@ -150,43 +165,19 @@ OURS: dict[str, Any] = {
             "descriptions": {"type": "array", "items": _ref("Description")},
         },
     },
-    "TaskEnvelope": {
-        "type": "object", "title": "TaskEnvelope", **EXTENSION,
-        "description": "ideohub extension: the task dialect's answer (a submission with `callback_url`, or a "
-                       "task query).",
-        "required": ["code", "message", "request_id", "data"],
-        "properties": {
-            "code": {"type": "integer", "const": 0},
-            "message": {"type": "string", "const": tasks.SUCCEED},
-            "request_id": {"type": "string", "description": "This request's id (also in `X-Request-Id`)."},
-            "data": _ref("TaskObject"),
-        },
-    },
-    "TaskListEnvelope": {
-        "type": "object", "title": "TaskListEnvelope", **EXTENSION,
-        "description": "ideohub extension: the caller's known tasks among those asked, in the order asked; "
-                       "unknown ids and other accounts' are left out.",
-        "required": ["code", "message", "request_id", "data"],
-        "properties": {
-            "code": {"type": "integer", "const": 0},
-            "message": {"type": "string", "const": tasks.SUCCEED},
-            "request_id": {"type": "string", "description": "This request's id (also in `X-Request-Id`)."},
-            "data": {"type": "array", "maxItems": MAX_TASK_IDS, "items": _ref("TaskObject")},
-        },
-    },
-    "TaskError": {
-        "type": "object", "title": "TaskError", **EXTENSION,
-        "description": "ideohub extension: an error in the task dialect keeps the envelope, with the usual HTTP "
-                       "status.",
-        "required": ["code", "message", "request_id", "data"],
-        "properties": {
-            "code": {"type": "integer", "minimum": 400, "maximum": 599, "description": "The HTTP status."},
-            "message": {"type": "string", "description": "Our detail: names the field and the rule.",
-                        "example": "task_id: no such task"},
-            "request_id": {"type": "string", "description": "This request's id (also in `X-Request-Id`)."},
-            "data": {"type": "null"},
-        },
-    },
+    "TaskEnvelope": _envelope(
+        "TaskEnvelope", "ideohub extension: the task dialect's answer (a submission with `callback_url`, or a "
+                        "task query).", _ref("TaskObject")),
+    "TaskListEnvelope": _envelope(
+        "TaskListEnvelope", "ideohub extension: the caller's known tasks among those asked, in the order asked; "
+                            "unknown ids and other accounts' are left out.",
+        {"type": "array", "maxItems": MAX_TASK_IDS, "items": _ref("TaskObject")}),
+    "TaskError": _envelope(
+        "TaskError", "ideohub extension: an error in the task dialect keeps the envelope, with the usual HTTP "
+                     "status.", {"type": "null"},
+        code={"type": "integer", "minimum": 400, "maximum": 599, "description": "The HTTP status."},
+        message={"type": "string", "description": "Our detail: names the field and the rule.",
+                 "example": "task_id: no such task"}),
     "TaskQueryRequest": {
         "type": "object", "title": "TaskQueryRequest", **EXTENSION,
         "description": f"The tasks to read: `task_ids`, or `ids` (midjourney-proxy's name), at most {MAX_TASK_IDS}; "
