@@ -129,15 +129,8 @@ class Repository:
         return now
 
     async def update_request(self, request_id: str, state: str, **values: Any) -> None:
-        now = utcnow()
-        if state in ("done", "failed"):
-            values["finished_at"] = now
-        if values.get("error") is not None:  # may quote outside text: never a NUL (PostgreSQL refuses it) or a secret
-            values["error"] = printable(values["error"], 1000)
-        async with self.session.begin() as s:
-            await s.execute(
-                update(RequestRecord).where(RequestRecord.id == request_id).values(state=state, updated_at=now, **values)
-            )
+        """The record's new state (and values), owing no notification."""
+        await self.finish(request_id, state, **values)
 
     # ------------------------------------------------------------ generations
 
@@ -149,7 +142,7 @@ class Repository:
         now = utcnow()
         if state in ("done", "failed"):
             values["finished_at"] = now
-        if values.get("error") is not None:
+        if values.get("error") is not None:  # may quote outside text: never a NUL (PostgreSQL refuses it) or a secret
             values["error"] = printable(values["error"], 1000)
         async with self.session.begin() as s:
             await s.execute(update(RequestRecord).where(RequestRecord.id == request_id)
