@@ -306,3 +306,10 @@ def test_a_caller_that_timed_out_retries_and_is_not_charged_twice(start_server, 
     assert rec.result == retry.text
     assert len(fresh[0].api_requests()) == 1
     assert money(srv, account) == (1_000_000 - TURBO_PRICE, TURBO_PRICE, 1_000_000 - TURBO_PRICE)
+
+
+def test_a_bad_idempotency_key_without_a_valid_api_key_is_401(start_server, fresh):
+    """Authentication comes first: an unauthenticated caller learns nothing about its other headers."""
+    srv = relay(start_server, fresh)
+    r = srv.client.post(V3, json=TURBO, headers={"Api-Key": "ih_wrong", "Idempotency-Key": "with space"})
+    assert r.status_code == 401

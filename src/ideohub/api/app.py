@@ -204,9 +204,9 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
         request.state.operation = endpoint.operation.value
         if wants_task_dialect(None, request.query_params):
             request.state.dialect = "task"
-        idempotency_key = _idempotency_key(request)
-        key = await authenticate(request, state.repo, endpoint.auth_status)
+        key = await authenticate(request, state.repo, endpoint.auth_status)  # before anything else is judged
         request.state.key_id = key.id
+        idempotency_key = _idempotency_key(request)
 
         async def parse():  # type: ignore[no-untyped-def]
             fields = await read_fields(request, endpoint, state.limits)
