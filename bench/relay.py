@@ -85,8 +85,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+# this checkout's src, after any PYTHONPATH entries: PYTHONPATH=<other checkout>/src measures that version
+PYTHONPATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(ROOT / "src")]
+sys.path.insert(len(PYTHONPATH), PYTHONPATH[-1])  # after sys.path[0] (this directory) and PYTHONPATH's entries
 
+import ideohub  # noqa: E402
 from ideohub.sim.runner import SimulatedUpstream  # noqa: E402
 from ideohub.sim.upstream import SimConfig  # noqa: E402
 
@@ -287,17 +290,18 @@ class IdeohubServer:
         self.command = command or [sys.executable, "-m", "ideohub.cli", "serve"]
         channel = {"name": "sim", "kind": "relay", "base_url": sim_url, "key": SIM_KEY, "auth": "api-key",
                    "path_style": "official", "max_in_flight": 64, "timeout_s": 30.0}
-        src = str(ROOT / "src")
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("IDEOHUB_")}  # no stray settings
         self.env = {
             **inherited,
-            "PYTHONPATH": src + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
+            "PYTHONPATH": os.pathsep.join(PYTHONPATH),
             "IDEOHUB_DATA_DIR": str(data_dir),
             "IDEOHUB_HOST": "127.0.0.1",
             "IDEOHUB_PORT": str(self.port),
             "IDEOHUB_ENGINES": json.dumps({"*": "relay"}),
             "IDEOHUB_CHANNELS": json.dumps([channel]),
             "IDEOHUB_LOG_LEVEL": "WARNING",
+            # one key at concurrency 16: above the default pending bound (10, issue 9); unknown to older versions
+            "IDEOHUB_MAX_PENDING_PER_ACCOUNT": "1000000",
         }
         self.log = data_dir.parent / f"ideohub-serve-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -370,6 +374,7 @@ def versions() -> str:
             out.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             pass
+    out.append(f"ideohub code from {Path(ideohub.__file__).resolve().parents[1]}")
     return ", ".join(out)
 
 

@@ -155,6 +155,7 @@ def _billing_server(start_server, sim, **overrides):
         channels=[{"name": "up", "kind": "relay", "base_url": sim.base_url, "key": SIM_KEY, "auth": "api-key",
                    "path_style": "official", "max_in_flight": 500}],
         max_connections_per_client=500,  # 200 concurrent connections from one loopback client
+        max_pending_per_account=0,  # unbounded: these tests are about money; the bound has its own (test_queue)
         **overrides,
     )
 

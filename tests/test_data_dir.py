@@ -1,5 +1,5 @@
 """The data directory is private to the server's user: after a server ran and stored images,
-nothing in it (directories, database with its -wal/-shm, secrets, images, lock files) has a
+nothing in it (directories, database with its -wal/-shm, the master secret, images) has a
 group or other permission bit; an existing directory with loose modes is tightened; the
 operator's config file is left as it is."""
 
@@ -54,7 +54,7 @@ def test_nothing_in_the_data_dir_is_readable_by_others_after_a_server_run(start_
             urls += [item["url"] for item in r.json()["data"]]
         assert all(httpx.get(u, timeout=30).status_code == 200 for u in urls)
         names = {p.name for p in data.rglob("*")}
-        assert {"ideohub.db", "secrets.json", "images"} <= names
+        assert {"ideohub.db", "secret.key", "images"} <= names
         assert "ideohub.db-wal" in names  # WAL mode: the server holds it open
         assert len(list((data / "images").iterdir())) >= 3
         assert loose(data) == []
@@ -69,7 +69,7 @@ def test_an_existing_loose_data_dir_is_tightened_and_the_config_left_alone(loose
     os.chmod(config, 0o644)
     settings = load_settings(data_dir=data)
     Secrets.load(settings)
-    os.chmod(settings.secrets_file, 0o644)  # as an older version, or a careless copy, left it
+    os.chmod(data / "secret.key", 0o644)  # as a careless copy left it
     (data / "images").mkdir(exist_ok=True)
     os.chmod(data / "images", 0o755)
     sqlite = Path(make_url(settings.db_url).database)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import png_bytes
 from ideohub.config import Secrets, load_settings
-from ideohub.domain.operations import ImageOutput, ImageResult, Operation
+from ideohub.domain.operations import ImageOutput, ImageResult
 from ideohub.domain.sizes import Size
 from ideohub.media.signing import LinkExpired, LinkForbidden, UrlSigner
 from ideohub.media.storage import LocalStorage
@@ -65,7 +65,7 @@ def test_rotated_keys_keep_old_links_valid(tmp_path):
     new_signer = UrlSigner(new.signing_keys, new.active_kid, "http://x", 60)
     assert new_signer.verify(name, q["exp"], q["kid"], q["sig"])  # old link still verifies
     assert parts(new_signer.sign("img_9.png")[0])[1]["kid"] == new_kid
-    assert (tmp_path / "secrets.json").stat().st_mode & 0o077 == 0  # not readable by others
+    assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0  # the master secret: not readable by others
 
 
 def test_local_storage_is_atomic_and_rejects_path_tricks(tmp_path):
@@ -82,23 +82,27 @@ def _store_one(running, data: bytes) -> str:
     """Store a real PNG through the service's storage path and return its signed URL."""
     from ideohub.media.signing import UrlSigner
     from ideohub.media.storage import LocalStorage
-    from ideohub.service import Service
     from ideohub.store.repository import Repository
 
     settings = running.settings
     secrets = Secrets.load(settings)
 
     async def go() -> str:
+        from types import SimpleNamespace
+
+        from ideohub.stages.delivery import Delivery
+
         repo = Repository.connect(settings.db_url, secrets.key_pepper)
         try:
-            svc = Service(settings, repo, LocalStorage(settings.images_dir),
-                          UrlSigner(secrets.signing_keys, secrets.active_kid, settings.base_url, settings.url_ttl_s),
-                          {}, None)  # type: ignore[arg-type]
+            delivery = Delivery(LocalStorage(settings.images_dir),
+                                UrlSigner(secrets.signing_keys, secrets.active_kid, settings.base_url, settings.url_ttl_s))
             await repo.start_request("req_media", None, "upscale")
             out = ImageOutput(data=data, media_type="image/png", resolution=Size(8, 8), prompt="", seed=1,
                               is_image_safe=True)
-            delivered, _rows = await svc._store("req_media", Operation.UPSCALE, ImageResult([out]))
-            return delivered[0].url
+            job = SimpleNamespace(request_id="req_media", output_prefix="genmedia-1-")
+            delivered = await delivery.deliver(job, ImageResult([out]))  # type: ignore[arg-type]
+            await repo.add_images(delivered.rows)  # what settlement records
+            return delivered.images[0].url
         finally:
             await repo.close()
 

@@ -25,6 +25,7 @@ import pytest
 from conftest import png_bytes
 
 from ideohub.config import Secrets, load_settings
+from ideohub.domain.generations import Submission
 from ideohub.domain.operations import ImageOutput, ImageResult, Operation, V3GenerateRequest
 from ideohub.domain.sizes import Size
 from ideohub.engines.base import WorkerPool
@@ -201,10 +202,11 @@ def test_success_charges_and_keeps_rows_and_files(tmp_path):
     run(go())
 
 
-def test_the_sweeper_removes_images_of_failed_requests_and_partial_writes(tmp_path):
-    """What a crash between storing and settling leaves: rows and files of a request that the
-    sweeper then marks failed (its reservation abandoned), and a temporary file of a write that
-    never finished. One sweep removes all of it; a done request's images stay."""
+def test_what_a_crash_between_storing_and_settling_leaves_is_removed(tmp_path):
+    """What a crash between delivery (files written) and settlement leaves: files named by the
+    generation's prefix with no rows, a running record whose lease then expires, and a temporary
+    file of a write that never finished. The reconciler fails the generation with a refund and
+    deletes its files; the sweeper removes the partial write; a done request's images stay."""
 
     async def go() -> None:
         w = World(tmp_path)
@@ -212,22 +214,27 @@ def test_the_sweeper_removes_images_of_failed_requests_and_partial_writes(tmp_pa
         service = w.service(Fixed([_image()]))
         done_id, _ = await w.call(service, key, render=lambda o: b"{}")
         crashed_id = new_id("req")
-        await w.repo.start_request(crashed_id, key.id, OP.value, key.account_id)
-        await w.ledger.reserve(crashed_id, key.account_id, key.id, 60_000, timedelta(seconds=1))
-        (await service._store(crashed_id, OP, ImageResult([_image()])))  # stored, then the process died
+
+        async def parse():  # type: ignore[no-untyped-def]
+            return V3GenerateRequest(prompt="a cat", num_images=1), Submission()
+
+        dead = "proc_dead"  # admitted as running under a process that then died
+        job = await service.admission.admit(OP, parse, key, crashed_id, inline_owner=dead)
+        await service.runner.delivery.deliver(job, ImageResult([_image()]))  # stored, then the process died
         partial = w.settings.images_dir / ".tmp-interrupted"
         partial.write_bytes(b"half an image")
         old = time.time() - 2 * 3600
         os.utime(partial, (old, old))
         before = await w.state(crashed_id, key.account_id)
-        assert before["rows"] == 2 and len(before["files"]) == 3
+        assert before["record"] == "running" and before["rows"] == 1 and len(before["files"]) == 3
 
-        await service.sweep(utcnow() + timedelta(minutes=5))  # past the crashed reservation's expiry
+        assert await service.take_over(utcnow() + timedelta(seconds=w.settings.stale_after_s + 1)) == 1
+        await service.sweep()
         after = await w.state(crashed_id, key.account_id)
         assert after["record"] == "failed"
         assert after["rows"] == 1 and len(after["files"]) == 1, after["files"]
         assert (await w.state(done_id, key.account_id))["record"] == "done"
-        assert after["balance"] == 1_000_000 - 60_000  # the done request paid; the crashed one was released
+        assert after["balance"] == 1_000_000 - 60_000  # the done request paid; the crashed one was refunded
         await w.repo.close()
 
     run(go())

@@ -1,9 +1,10 @@
 """The URL-signing key ring: the newest key by creation order (``k10`` after ``k9``), old
-secrets.json files migrated, concurrent rotations all kept, and a running server that signs with
-a key added by `ideohub rotate-signing-key` within seconds, without a restart."""
+secrets.json files imported in that order, concurrent rotations all kept, and a running server that
+signs with a key added by `ideohub rotate-signing-key` within seconds, without a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,9 +18,10 @@ import pytest
 
 from ideohub.config import Secrets, load_settings
 from ideohub.media.signing import LinkForbidden, UrlSigner
-from ideohub.media.signing_keys import KeyRingFile
 from ideohub.sim.runner import SimulatedUpstream
 from ideohub.sim.upstream import SimConfig
+from ideohub.store import db
+from ideohub.store.secrets import SecretsError, open_secrets
 
 SIM_KEY = "sim-signing-key-0123456789"
 
@@ -49,26 +51,24 @@ def test_eleven_rotations_make_k12_the_newest_and_new_links_use_it(tmp_path):
     assert kids == [f"k{n}" for n in range(2, 13)]
     loaded = Secrets.load(settings)
     assert loaded.active_kid == "k12"  # a string sort picked k9
-    signer = UrlSigner(KeyRingFile(settings.secrets_file), None, "http://x", 60)
+    signer = UrlSigner(loaded.signing_key_source, None, "http://x", 60)
     url, _exp = signer.sign("img_a.png")
     assert kid_of(url) == "k12"
     # every older key still verifies its links
     for kid in ("k1", "k9", "k10", "k11"):
         old = UrlSigner(loaded.signing_keys, kid, "http://x", 60)
         assert signer.verify(*query(old.sign("img_a.png")[0])) > time.time()
-    data = json.loads(settings.secrets_file.read_text())
-    assert data["signing_key_order"] == [f"k{n}" for n in range(1, 13)]
+    assert list(loaded.signing_ring.order) == [f"k{n}" for n in range(1, 13)]
 
 
-def test_an_old_secrets_file_is_ordered_by_key_number(tmp_path):
+def test_an_old_secrets_file_is_imported_in_key_number_order(tmp_path):
     settings = load_settings(data_dir=tmp_path)
-    Secrets.load(settings)
-    data = json.loads(settings.secrets_file.read_text())
-    data.pop("signing_key_order")
-    data["signing_keys"] = {kid: os.urandom(32).hex() for kid in ("k10", "k2", "k9", "k1")}  # no order recorded
+    tmp_path.mkdir(exist_ok=True)
+    data = {"key_pepper": os.urandom(32).hex(),  # no order recorded, as the oldest versions wrote it
+            "signing_keys": {kid: os.urandom(32).hex() for kid in ("k10", "k2", "k9", "k1")}}
     settings.secrets_file.write_text(json.dumps(data))
     assert Secrets.load(settings).active_kid == "k10"
-    assert json.loads(settings.secrets_file.read_text())["signing_key_order"] == ["k1", "k2", "k9", "k10"]
+    assert list(Secrets.load(settings).signing_ring.order) == ["k1", "k2", "k9", "k10"]
     assert Secrets.rotate(settings) == "k11"
     assert Secrets.load(settings).active_kid == "k11"
 
@@ -80,38 +80,48 @@ def test_signing_key_id_still_pins_a_key(tmp_path):
         Secrets.rotate(settings)
     pinned = load_settings(data_dir=tmp_path, signing_key_id="k2")
     assert Secrets.load(pinned).active_kid == "k2"
-    signer = UrlSigner(KeyRingFile(pinned.secrets_file, "k2"), None, "http://x", 60)
+    signer = UrlSigner(Secrets.load(pinned).signing_key_source, None, "http://x", 60)
     Secrets.rotate(settings)
     assert kid_of(signer.sign("img_a.png")[0]) == "k2"
-    with pytest.raises(ValueError, match="k99"):
+    with pytest.raises(SecretsError, match="k99"):
         Secrets.load(load_settings(data_dir=tmp_path, signing_key_id="k99"))
 
 
-def test_the_ring_follows_the_file_at_most_once_per_recheck_interval(tmp_path):
+def test_the_ring_follows_the_database_at_most_once_per_recheck_interval(tmp_path):
     settings = load_settings(data_dir=tmp_path)
     Secrets.load(settings)
-    clock = Clock()
-    ring = KeyRingFile(settings.secrets_file, recheck_s=1.0, clock=clock)
-    signer = UrlSigner(ring, None, "http://x", 60)
-    assert kid_of(signer.sign("img_a.png")[0]) == "k1"
-    assert Secrets.rotate(settings) == "k2"
-    clock.t += 0.5
-    assert kid_of(signer.sign("img_a.png")[0]) == "k1"  # not looked at yet
-    clock.t += 0.6
-    assert kid_of(signer.sign("img_a.png")[0]) == "k2"
 
-    # a link signed by another process with a key this one has not seen yet verifies at once
-    other = UrlSigner(KeyRingFile(settings.secrets_file), None, "http://x", 60)
-    assert Secrets.rotate(settings) == "k3"
-    other_url = UrlSigner(KeyRingFile(settings.secrets_file), None, "http://x", 60).sign("img_b.png")[0]
-    assert kid_of(other_url) == "k3"
-    assert signer.verify(*query(other_url)) > time.time()  # clock not advanced: verify looked again
-    assert other.verify(*query(other_url)) > time.time()
-    name, exp, kid, sig = query(other_url)
-    with pytest.raises(LinkForbidden):
-        signer.verify(name, exp, "k404", sig)
-    with pytest.raises(LinkForbidden):
-        signer.verify(name, "9" * 5000, kid, sig)  # int() of 4,300+ digits raised ValueError (a 500)
+    async def go() -> None:
+        clock = Clock()
+        engine = db.create_engine_async(settings.db_url)
+        try:
+            secrets = await open_secrets(settings, engine, recheck_s=1.0, clock=clock)
+            signer = UrlSigner(secrets.signing_key_source, None, "http://x", 60)
+            assert kid_of(signer.sign("img_a.png")[0]) == "k1"
+            assert Secrets.rotate(settings) == "k2"
+            clock.t += 0.5
+            await secrets.check()
+            assert kid_of(signer.sign("img_a.png")[0]) == "k1"  # not looked at yet
+            clock.t += 0.6
+            await secrets.check()
+            assert kid_of(signer.sign("img_a.png")[0]) == "k2"
+
+            # a link signed by another process with a key this one has not seen yet verifies at once
+            assert Secrets.rotate(settings) == "k3"
+            other = UrlSigner(Secrets.load(settings).signing_key_source, None, "http://x", 60)
+            other_url = other.sign("img_b.png")[0]
+            assert kid_of(other_url) == "k3"
+            assert signer.verify(*query(other_url)) > time.time()  # clock not advanced: verify looked again
+            assert other.verify(*query(other_url)) > time.time()
+            name, exp, kid, sig = query(other_url)
+            with pytest.raises(LinkForbidden):
+                signer.verify(name, exp, "k404", sig)
+            with pytest.raises(LinkForbidden):
+                signer.verify(name, "9" * 5000, kid, sig)  # int() of 4,300+ digits raised ValueError (a 500)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
 
 
 def test_concurrent_rotations_all_land(tmp_path):
@@ -149,7 +159,7 @@ def test_a_running_server_signs_with_a_key_rotated_by_the_cli(start_server, sim)
     assert rotated.stdout.strip().splitlines()[-1] == "k2"
 
     new_url = old_url
-    deadline = time.monotonic() + 15  # the server looks at secrets.json at most once a second
+    deadline = time.monotonic() + 15  # the server looks at the database's key ring about once a second
     while kid_of(new_url) != "k2" and time.monotonic() < deadline:
         time.sleep(0.2)
         new_url = generate()

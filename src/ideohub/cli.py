@@ -17,11 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import Secrets, Settings, load_settings
+from .config import Settings, load_settings
 from .store import db
 
-if TYPE_CHECKING:  # imported when a command needs it: `--help` and rotate-signing-key stay quick
+if TYPE_CHECKING:  # imported when a command needs it: `--help` stays quick
+    from .engines.relay.channel_store import ChannelStore
     from .store.repository import Repository
+    from .store.secrets import Secrets
 
 T = TypeVar("T")
 
@@ -50,26 +52,31 @@ def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -
         raise typer.Exit(2) from None
 
 
-def _with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> T:
-    """Run ``fn`` on a ready database: SQLite is migrated if behind (Alembic runs only then);
-    PostgreSQL that is unreachable or not migrated is one line of advice and exit 1."""
+def _with_db(settings: Settings, fn: Callable[[Repository, Secrets], Awaitable[T]]) -> T:
+    """Run ``fn`` on a ready database and its secrets: SQLite is migrated if behind (Alembic runs
+    only then); PostgreSQL that is unreachable or not migrated, or secrets sealed under another
+    master secret (store.secrets), are one line of advice and exit 1."""
     from .store.repository import Repository
+    from .store.secrets import open_secrets
 
-    secrets = Secrets.load(settings)
+    async def go() -> T:
+        engine = db.create_engine_async(settings.db_url)
+        try:
+            secrets = await open_secrets(settings, engine)  # the pepper first: the repository hashes keys with it
+            return await fn(Repository(engine, secrets.key_pepper), secrets)
+        finally:
+            await engine.dispose()
+
     try:
         db.ready(settings.db_url)
-    except db.DatabaseError as exc:
+        return asyncio.run(go())
+    except db.DatabaseError as exc:  # includes store.secrets.SecretsError (a wrong secret_key: WrongSecretKey)
         err.print(f"error: {exc}", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(1) from None
 
-    async def go() -> T:
-        repo = Repository.connect(settings.db_url, secrets.key_pepper)
-        try:
-            return await fn(repo)
-        finally:
-            await repo.close()
 
-    return asyncio.run(go())
+def _with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> T:
+    return _with_db(settings, lambda repo, _secrets: fn(repo))
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -120,7 +127,9 @@ def serve(
     from .logs import configure_logging
 
     try:
-        configure_logging(settings.log_level, secrets=[t for t in (settings.admin_token, settings.metrics_token) if t])
+        configure_logging(settings.log_level,
+                          secrets=[t for t in (settings.admin_token, settings.metrics_token, settings.secret_key,
+                                               settings.s3_secret_access_key) if t])
     except ValueError as exc:
         raise _fail(f"configuration error: log_level: {exc}", 2) from None
     logging.getLogger("alembic").setLevel(logging.WARNING)  # SQLite migrating itself at start is routine
@@ -174,6 +183,71 @@ def serve(
         raise _fail(f"could not start: {type(exc).__name__}: {one_line(exc)}") from None
     finally:
         sock.close()
+
+
+@app.command()
+def worker(
+    operations: Annotated[str | None, typer.Option(
+        "--operations", help="Operations this worker runs, comma-separated (e.g. upscale); default: every "
+        "operation its configured engines serve")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=10_000,
+                                                    help="Generations at once [env: IDEOHUB_WORKER_CONCURRENCY]")] = None,
+    drain_seconds: Annotated[float, typer.Option("--drain-seconds", min=0,
+                                                 help="On SIGTERM, how long running generations may finish "
+                                                      "before they are handed back")] = 30.0,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Run generations from the queue (needs queue_url). SIGTERM drains; a start-up failure exits
+    non-zero with one line."""
+    import asyncio
+    import signal
+
+    from .api.server import ServerStartError, one_line
+    from .domain.operations import Operation
+    from .logs import configure_logging
+    from .worker import NothingToServe, Worker
+
+    settings = _serve_settings(data_dir, config, worker_concurrency=concurrency)
+    try:
+        configure_logging(settings.log_level, secrets=[t for t in (settings.admin_token, settings.metrics_token,
+                                                                   settings.secret_key, settings.s3_secret_access_key) if t])
+    except ValueError as exc:
+        raise _fail(f"configuration error: log_level: {exc}", 2) from None
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    ops: set[Operation] | None = None
+    if operations:
+        known = {op.value: op for op in Operation}
+        unknown = [o for o in (x.strip() for x in operations.split(",")) if o and o not in known]
+        if unknown:
+            raise _fail(f"--operations: unknown operation {unknown[0]!r}; known: {', '.join(known)}", 2)
+        ops = {known[o.strip()] for o in operations.split(",") if o.strip()}
+    try:
+        _check_database(settings)
+        runner = Worker(settings, ops, drain_s=drain_seconds)
+    except (ServerStartError, NothingToServe) as exc:
+        raise _fail(str(exc)) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(w: Worker) -> None:
+            err.print(f"ideohub worker {w.id} serving {', '.join(op.value for op in w.served)}", soft_wrap=True)
+
+        await runner.run(stop, ready)
+
+    try:
+        asyncio.run(main())
+    except NothingToServe as exc:
+        raise _fail(str(exc)) from None
+    except (typer.Exit, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        logging.getLogger("ideohub").debug("worker failed", exc_info=True)
+        raise _fail(f"worker stopped: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 @keys_app.command("create")
@@ -402,11 +476,11 @@ def keys_revoke(key_id: str, data_dir: DataDir = None, config: ConfigFile = None
     err.print(f"revoked {key_id}")
 
 
-def _channel_store(repo: Repository, settings: Settings):  # type: ignore[no-untyped-def]
+def _with_channels(settings: Settings, fn: Callable[[ChannelStore], Awaitable[T]]) -> T:
     from .engines.relay.channel_store import ChannelStore
     from .engines.relay.channels import SecretBox
 
-    return ChannelStore(repo.session, SecretBox(Secrets.load(settings).channel_key))
+    return _with_db(settings, lambda repo, secrets: fn(ChannelStore(repo.session, SecretBox(secrets.channel_key))))
 
 
 @channels_app.command("add")
@@ -445,7 +519,7 @@ def channels_add(
     except (ValueError, TypeError) as exc:
         err.print(f"invalid channel: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    _with_repo(settings, lambda repo: _channel_store(repo, settings).upsert(channel))
+    _with_channels(settings, lambda store: store.upsert(channel))
     auth, paths = channel.auth.value, channel.path_style.value  # type: ignore[union-attr]
     err.print(f"channel {name} saved ({channel.kind.value}, {mask_url(str(channel.base_url))}, {auth} auth, "
               f"{paths} paths)", markup=False, highlight=False)
@@ -475,7 +549,7 @@ def channels_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     from .engines.relay.channels import ChannelHealth
 
     settings = _settings(data_dir, config)
-    channels = _with_repo(settings, lambda repo: _channel_store(repo, settings).list())
+    channels = _with_channels(settings, lambda store: store.list())
     now = datetime.now(UTC)
     table = Table("name", "kind", "base url", "auth", "paths", "priority", "weight", "max in flight", "operations",
                   "health")
@@ -491,7 +565,7 @@ def channels_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
 def _set_enabled(name: str, enabled: bool, data_dir: Path | None, config: Path | None) -> None:
     settings = _settings(data_dir, config)
-    if not _with_repo(settings, lambda repo: _channel_store(repo, settings).set_enabled(name, enabled)):
+    if not _with_channels(settings, lambda store: store.set_enabled(name, enabled)):
         err.print(f"[red]no channel named {name}[/red]")
         raise typer.Exit(1)
     err.print(f"channel {name} {'enabled' if enabled else 'disabled'}")
@@ -513,7 +587,7 @@ def channels_enable(name: str, data_dir: DataDir = None, config: ConfigFile = No
 def channels_remove(name: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Delete a channel."""
     settings = _settings(data_dir, config)
-    if not _with_repo(settings, lambda repo: _channel_store(repo, settings).remove(name)):
+    if not _with_channels(settings, lambda store: store.remove(name)):
         err.print(f"[red]no channel named {name}[/red]")
         raise typer.Exit(1)
     err.print(f"channel {name} removed")
@@ -529,7 +603,7 @@ def channels_test(name: str, data_dir: DataDir = None, config: ConfigFile = None
     from .engines.relay.channels import mask_url
 
     settings = _settings(data_dir, config)
-    channel = _with_repo(settings, lambda repo: _channel_store(repo, settings).get(name))
+    channel = _with_channels(settings, lambda store: store.get(name))
     if channel is None:
         err.print(f"[red]no channel named {name}[/red]")
         raise typer.Exit(1)
@@ -570,16 +644,20 @@ def sweep(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
     Deletes expired images, releases reservations abandoned by a crashed process and drops
     usage past its retention."""
-    from .media.storage import LocalStorage
+    from .media.storage import make_storage
     from .service import Service
     from .store.ledger import Ledger
 
     settings = _settings(data_dir, config)
 
     async def go(repo: Repository) -> tuple[int, int]:
-        service = Service(settings, repo, LocalStorage(settings.images_dir), None, {}, None,  # type: ignore[arg-type]
-                          ledger=Ledger(repo.session))
-        deleted = await service.sweep()
+        storage = make_storage(settings)  # the object store too: expiry deletes objects
+        try:
+            service = Service(settings, repo, storage, None, {}, None,  # type: ignore[arg-type]
+                              ledger=Ledger(repo.session))
+            deleted = await service.sweep()
+        finally:
+            await storage.aclose()
         return service.last_released, deleted
 
     released, deleted = _with_repo(settings, go)
@@ -593,7 +671,7 @@ def rotate_signing_key(data_dir: DataDir = None, config: ConfigFile = None) -> N
     Running servers sign with it within a few seconds, without a restart (unless
     signing_key_id pins a key); links signed with older keys keep working."""
     settings = _settings(data_dir, config)
-    kid = Secrets.rotate(settings)
+    kid = _with_db(settings, lambda _repo, secrets: secrets.rotate_signing_key())
     if settings.signing_key_id:
         err.print(f"note: signing_key_id = {settings.signing_key_id!r} is set, so servers keep signing with that key",
                   markup=False, highlight=False, soft_wrap=True)
@@ -606,11 +684,8 @@ def rotate_webhook_key(data_dir: DataDir = None, config: ConfigFile = None) -> N
 
     Running servers sign with it within a few seconds, without a restart. The previous key is
     retired but stays published at /v1/.well-known/jwks.json for 7 days."""
-    from .notify import keys as webhook_keys
-
     settings = _settings(data_dir, config)
-    Secrets.load(settings)  # creates secrets.json (and the data directory) on first use
-    print(webhook_keys.rotate(settings.secrets_file))
+    print(_with_db(settings, lambda _repo, secrets: secrets.rotate_webhook_key()))
 
 
 def main() -> None:

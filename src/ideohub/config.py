@@ -7,10 +7,8 @@ else ``<data_dir>/ideohub.toml`` when it exists. Nothing else in ideohub reads t
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ class Settings(BaseSettings):
     port: int = 8000
     public_base_url: str | None = None  # as clients reach us, e.g. behind a proxy; default http://host:port
     url_ttl_s: int = 24 * 3600  # image links live 24 h, as the relays promise
-    signing_key_id: str | None = None  # active key id; default: the newest in data_dir/secrets.json
+    signing_key_id: str | None = None  # active URL-signing key id; default: the newest (store.secrets)
     sweep_interval_s: float = 600.0
 
     # connections (api/server.py): a slow or greedy client never holds the server
@@ -78,8 +76,8 @@ class Settings(BaseSettings):
     default_max_images_in_flight: int | None = None
     usage_retention_days: int = 90
     redis_url: str | None = None  # shared rate limits and channel state across processes
-    admin_token: str | None = None  # enables the admin API (Authorization: Bearer <token>)
-    metrics_token: str | None = None  # /metrics: loopback clients only, unless this is set (then Bearer <token>)
+    admin_token: str | None = Field(default=None, repr=False)  # enables the admin API (Authorization: Bearer <token>)
+    metrics_token: str | None = Field(default=None, repr=False)  # /metrics: loopback clients only, unless this is set (then Bearer <token>)
 
     # generations (domain.generations): liveness of the process running them, polling, webhooks
     heartbeat_s: float = 10.0  # a process marks its pending generations alive (and their money held) this often
@@ -91,10 +89,29 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = 10.0  # backoff before the 2nd attempt; doubles; stops when the links expire
     webhook_max_response_bytes: int = 64 * 1024  # of a webhook target's answer, read and discarded
 
-    # the bounded pool for heavy work
+    # the bounded pool for heavy work (CPU engines: threads in the process that runs the engine)
     workers: int = 1
     queue_size: int = 4
-    request_timeout_s: float = 600.0
+    request_timeout_s: float = 600.0  # one execution, counted from when it starts (not while queued)
+
+    # the fleet (execution.queue): with queue_url set, API instances admit and enqueue; `ideohub worker` runs engines
+    queue_url: str | None = None  # redis://… (Redis streams through Taskiq); unset: in-process execution
+    max_queue_wait_s: float = 600.0  # a generation still queued after this fails with a refund
+    max_pending_per_account: int = 10  # queued + running generations per account; beyond it 429
+    max_pending: int = 1000  # queued + running generations in all; beyond it 429
+    worker_concurrency: int = 16  # generations one `ideohub worker` runs at once
+    reconcile_interval_s: float = 5.0  # how often pending generations are checked (re-enqueued, expired, taken over)
+
+    # storage (media.storage): local disk by default, or an S3-compatible object store
+    storage_url: str | None = None  # s3://bucket/prefix; unset: <data_dir>/images
+    s3_endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 for an S3-compatible server
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # default: the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables
+    s3_secret_access_key: str | None = Field(default=None, repr=False)
+    image_delivery: str = "stream"  # "stream": the server streams images; "redirect": 302 to a presigned URL
+
+    # secrets (store.secrets): sealed in the database under this master secret
+    secret_key: str | None = Field(default=None, repr=False)  # IDEOHUB_SECRET_KEY; default: generated into <data_dir>/secret.key
 
     # safety
     safety_check: bool = True
@@ -115,6 +132,13 @@ class Settings(BaseSettings):
     @classmethod
     def _list_from_json(cls, v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
+
+    @field_validator("image_delivery")
+    @classmethod
+    def _image_delivery(cls, v: str) -> str:
+        if v not in ("stream", "redirect"):
+            raise ValueError(f"image_delivery must be 'stream' or 'redirect', not {v!r}")
+        return v
 
     @field_validator("banned_prompt_terms", mode="before")
     @classmethod
@@ -142,6 +166,7 @@ class Settings(BaseSettings):
 
     @property
     def secrets_file(self) -> Path:
+        """Where versions before the database held secrets kept them; imported once (store.secrets)."""
         return self.data_dir / "secrets.json"
 
 
@@ -163,67 +188,6 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**{**file_values, **env_values, **overrides})
 
 
-class Secrets:
-    """Server secrets kept in ``<data_dir>/secrets.json`` (mode 0600), created on first use:
-    the pepper for API-key hashes, the URL-signing key ring (``media.signing_keys``: newest by
-    creation order; old ids keep verifying until removed) and the key for channel secrets.
-
-    Loading also makes the data directory private to this user (0700, tightened if it has
-    group/other bits): it holds the database, the secrets and the images."""
-
-    def __init__(self, key_pepper: bytes, signing_keys: dict[str, bytes], active_kid: str, channel_key: bytes) -> None:
-        self.key_pepper = key_pepper
-        self.signing_keys = signing_keys
-        self.active_kid = active_kid
-        self.channel_key = channel_key  # Fernet key for upstream secrets at rest
-
-    @classmethod
-    def load(cls, settings: Settings) -> "Secrets":
-        from . import filewatch
-        from .media import signing_keys
-
-        path = settings.secrets_file
-        private_dir(settings.data_dir)
-        private_dir(settings.images_dir)
-        if not path.exists():
-            data = {"key_pepper": secrets.token_hex(32), **signing_keys.new_ring_fields(), "channel_key": _fernet_key()}
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            _write_private(tmp, data)
-            try:
-                os.link(tmp, path)  # atomic create: a concurrent first start keeps the winner's secrets
-            except FileExistsError:
-                pass
-            tmp.unlink(missing_ok=True)
-        _tighten(path, 0o600)
-        data = json.loads(path.read_text())
-        if "channel_key" not in data or signing_keys.ORDER_FIELD not in data:  # files from older versions
-            with filewatch.locked(path):
-                data = json.loads(path.read_text())
-                changed = signing_keys.with_order(data)
-                if "channel_key" not in data:
-                    data["channel_key"] = _fernet_key()
-                    changed = True
-                if changed:
-                    _replace_private(path, data)
-        ring = signing_keys.ring_from(data, settings.signing_key_id, str(path))
-        return cls(bytes.fromhex(data["key_pepper"]), dict(ring.keys), ring.active, data["channel_key"].encode())
-
-    @staticmethod
-    def rotate(settings: Settings) -> str:
-        """Add a new signing key and make it the newest; returns its id. Running servers sign
-        with it within ``KeyRingFile.recheck_s`` (unless ``signing_key_id`` pins another)."""
-        from . import filewatch
-        from .media import signing_keys
-
-        Secrets.load(settings)
-        path = settings.secrets_file
-        with filewatch.locked(path):
-            data = json.loads(path.read_text())
-            kid = signing_keys.add_key(data)
-            _replace_private(path, data)
-        return kid
-
-
 def private_dir(path: Path) -> None:
     """Create ``path`` mode 0700, or take group/other bits off it if it exists."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -236,17 +200,10 @@ def _tighten(path: Path, allowed: int) -> None:
         os.chmod(path, mode & allowed)
 
 
-def _fernet_key() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+def __getattr__(name: str) -> Any:
+    """``Secrets`` now lives in ``store.secrets`` (with the database); still importable from here."""
+    if name == "Secrets":
+        from .store.secrets import Secrets
 
-
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-
-
-def _replace_private(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    _write_private(tmp, data)
-    os.replace(tmp, path)
+        return Secrets
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,6 +46,15 @@ class Metrics:
                                             ["status"], registry=r)
         for status in ("completed", "failed"):
             self.generations_finished.labels(status)
+        # the queue (issue 9): depth read at scrape time; live workers from their registry; redeliveries here
+        self.queue_depth = Gauge("ideohub_queue_depth", "Generations queued (admitted, waiting for a worker)",
+                                 registry=r)
+        self.generations_running = Gauge("ideohub_generations_running", "Generations running on some process",
+                                         registry=r)
+        self.workers_live = Gauge("ideohub_workers_live", "Workers whose heartbeat is current, by operation",
+                                  ["operation"], registry=r)
+        self.redeliveries = Counter("ideohub_redeliveries_total",
+                                    "Generations this process ran again after an earlier run stopped", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

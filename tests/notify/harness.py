@@ -50,8 +50,8 @@ class Bench:
                  resolver: Any = None, database_url: str | None = None, **worker: Any) -> None:
         settings = load_settings(data_dir=tmp_path / "data", database_url=database_url)
         self.settings = settings
-        self.pepper = Secrets.load(settings).key_pepper
         db.upgrade(settings.db_url)
+        self.pepper = Secrets.load(settings).key_pepper
         self.wall = Wall()
         self.ring = new_static_ring()
         self.metrics = Metrics()

@@ -316,9 +316,8 @@ def test_key_rotation_signs_new_deliveries_with_the_new_key(hub, receiver):
     assert h.srv.client.get("/ideogram/v1/.well-known/jwks.json").json() == jwks  # relay-style path, no key
     r = h.srv.client.get("/v1/.well-known/jwks.json")
     assert r.headers["content-type"] == "application/json" and "cache-control" in r.headers
-    secrets_text = h.srv.settings.secrets_file.read_text()
-    for entry in json.loads(secrets_text)["webhook_keys"]:
-        assert entry["private"] not in r.text
+    for key in Secrets.load(h.srv.settings).webhook_ring.keys:
+        assert key.private.private_bytes_raw().hex() not in r.text
     submit(h, receiver.url("/two"))
     [two] = receiver.wait_for("/two", 1)
     assert two.headers["x-ideogram-webhook-key-id"] == "wh2" and verify(two.headers, two.body, jwks) == "wh2"

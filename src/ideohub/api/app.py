@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -21,24 +21,20 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from .. import __version__
-from ..config import Secrets, Settings
+from ..config import Settings
 from ..domain.errors import Forbidden, IdeohubError, InvalidRequest, NotFound, Unauthorized
 from ..engines.base import WorkerPool
-from ..engines.registry import ConfigError, EngineResources, build_engines
-from ..domain.prices import PriceError, PriceTable
-from ..gate.limits import MemoryLimiter
 from ..observability import Metrics
-from ..store.ledger import Ledger
 from ..media.decode import ImageLimits
 from ..media.signing import UrlSigner
-from ..media.signing_keys import KeyRingFile
-from ..media.storage import LocalStorage, Storage
-from ..service import Outcome, Service
-from ..store import db
+from ..media.storage import Storage, media_type
+from ..runtime import Runtime, every
+from ..service import Service
 from ..store.repository import Repository
+from ..store.secrets import Secrets
 from ..notify.worker import Webhooks
 from .admin import router as admin_router
 from .jwks import router as jwks_router
@@ -52,11 +48,11 @@ from ..notify.targets import TargetPolicy
 from .middleware import RequestContextMiddleware
 from .openapi import install_openapi
 from .problems import http_error_handler, ideohub_error_handler, unhandled_error_handler, validation_error_handler
-from .responses import render
+from .responses import render_json
 
 log = logging.getLogger("ideohub.api")
 
-_MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+_PRESIGNED_MAX_S = 300  # image_delivery = "redirect": the presigned URL lives at most this long
 
 
 @dataclass
@@ -70,64 +66,29 @@ class AppState:
     limits: IntakeLimits
     metrics: Metrics
     targets: TargetPolicy  # where webhooks and task callbacks may go
+    secrets: Secrets | None = None  # the key rings follow the database while its start() task runs
+    runtime: Runtime | None = None
 
 
 async def open_state(settings: Settings, engines: dict | None = None,
                      clock: Callable[[], float] | None = None) -> AppState:
-    secrets = Secrets.load(settings)
-    if settings.db_url.startswith("sqlite"):
-        await anyio.to_thread.run_sync(db.upgrade, settings.db_url)  # servers on PostgreSQL run `ideohub db upgrade`
-    repo = Repository.connect(settings.db_url, secrets.key_pepper)
-    await upsert_config_channels(settings, repo, secrets)
-    metrics = Metrics()
-    storage = LocalStorage(settings.images_dir)
-    # the key ring as secrets.json has it now: `ideohub rotate-signing-key` takes effect without a restart
-    signer = UrlSigner(KeyRingFile(settings.secrets_file, settings.signing_key_id), None, settings.base_url,
-                       settings.url_ttl_s)
-    pool = WorkerPool(settings.workers, settings.queue_size)
+    """An API instance's parts, from the process's ``Runtime``."""
+    runtime = Runtime(settings, engines=engines, clock=clock, render=render_json)
     try:
-        prices = PriceTable.load(overrides=settings.prices, groups=settings.groups)
-    except PriceError as exc:
-        raise ConfigError(str(exc)) from None
-    limiter = make_limiter(settings, clock)
-    if engines is None:
-        engines = build_engines(EngineResources(settings, metrics, repo.session, secrets, clock))
-    service = Service(settings, repo, storage, signer, engines, pool, metrics,
-                      ledger=Ledger(repo.session), prices=prices, limiter=limiter, render=_render_json)
+        repo = await runtime.repo()
+        await runtime._config_channels(repo)
+        service = await runtime.service()
+        await service.dispatch.start()
+    except BaseException:
+        await runtime.aclose()
+        raise
     limits = IntakeLimits(
         images=ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_input_pixels),
         max_text_body_bytes=settings.max_text_body_bytes, max_parts=settings.max_parts,
         max_text_chars=settings.max_text_chars,
     )
-    return AppState(settings, repo, storage, signer, service, pool, limits, metrics,
-                    TargetPolicy(settings.webhook_allowed_hosts))
-
-
-def make_limiter(settings: Settings, clock: Callable[[], float] | None = None):  # type: ignore[no-untyped-def]
-    """Per-process limits by default; shared through Redis when ``redis_url`` is set. ``clock``
-    (tests) replaces the monotonic clock, or Redis time."""
-    lease_s = settings.request_timeout_s + settings.reservation_grace_s
-    if settings.redis_url:
-        from ..gate.redis import RedisLimiter
-
-        return RedisLimiter(settings.redis_url, lease_s=lease_s, clock=clock)
-    return MemoryLimiter(lease_s=lease_s, clock=clock) if clock is not None else MemoryLimiter(lease_s=lease_s)
-
-
-async def upsert_config_channels(settings: Settings, repo: Repository, secrets: Secrets) -> None:
-    """Channels declared in the config file are written to the database at start-up."""
-    if not settings.channels:
-        return
-    from ..engines.relay.channel_store import ChannelStore
-    from ..engines.relay.channels import SecretBox, channel_from_options
-
-    store = ChannelStore(repo.session, SecretBox(secrets.channel_key))
-    for options in settings.channels:
-        try:
-            channel = channel_from_options(options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"channels: {exc}") from None
-        await store.upsert(channel, source="config")
+    return AppState(settings, repo, service.storage, service.signer, service, runtime.pool, limits, runtime.metrics,
+                    TargetPolicy(settings.webhook_allowed_hosts), await runtime.secrets(), runtime)
 
 
 def create_app(settings: Settings, engines: dict | None = None,
@@ -139,26 +100,25 @@ def create_app(settings: Settings, engines: dict | None = None,
         state = await open_state(settings, engines, clock)
         app.state.ideohub = state
         # webhooks and task callbacks from the outbox (notify.worker); app.state.wall_clock: a test's clock
+        assert state.secrets is not None
         webhooks = Webhooks(settings, state.repo.session, state.targets, state.metrics,
-                            getattr(app.state, "wall_clock", None))
+                            getattr(app.state, "wall_clock", None), keys=state.secrets.webhook_key_source)
         app.state.webhooks = webhooks
         state.service.outbox_changed = webhooks.wake  # the service wakes it after writing outbox rows
         webhooks.start()
-        loops = [asyncio.create_task(_every(settings.sweep_interval_s, lambda: _sweep(state), "sweeper")),
-                 asyncio.create_task(_every(settings.heartbeat_s, lambda: _keep_alive(state), "generation heartbeat"))]
+        loops = [asyncio.create_task(every(settings.sweep_interval_s, lambda: _sweep(state), "sweeper")),
+                 asyncio.create_task(every(settings.heartbeat_s, state.service.heartbeat, "generation heartbeat")),
+                 asyncio.create_task(every(settings.reconcile_interval_s, lambda: _reconcile(state), "reconciler")),
+                 state.secrets.start()]  # rotations by the CLI or another process reach this one within ~1 s
         try:
             yield
         finally:
             for loop in loops:
                 loop.cancel()
-            await state.service.stop()
+            await state.service.stop()  # hands back or fails what this process runs
             await webhooks.aclose()
-            state.pool.shutdown()
-            for engine in {id(e): e for e in state.service.engines.values()}.values():
-                if hasattr(engine, "aclose"):
-                    await engine.aclose()
-            await state.service.limiter.aclose()
-            await state.repo.close()
+            assert state.runtime is not None
+            await state.runtime.aclose()
 
     app = FastAPI(
         title="ideohub",
@@ -250,27 +210,36 @@ def _idempotency_key(request: Request) -> str | None:
     return value
 
 
-def _render_json(outcome: Outcome) -> bytes:
-    """The answer's bytes, exactly as JSONResponse renders them (compact, UTF-8)."""
-    return JSONResponse(render(outcome)).body
-
-
 async def serve_image(request: Request, name: str) -> Response:
+    """Any instance serves any image at its signed URL: streamed from storage, or (``image_delivery
+    = "redirect"`` on an object store) a 302 to a short-lived presigned URL of the object."""
     state: AppState = request.app.state.ideohub
     q = request.query_params
     exp = state.signer.verify(name, q.get("exp"), q.get("kid"), q.get("sig"))
-    path = state.storage.local_path(name)
-    if path is None:
-        raise NotFound("the image no longer exists")
+    remaining = max(1, exp - int(time.time()))
     etag = f'"{name.rsplit(".", 1)[0]}"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": f"private, max-age={max(0, exp - int(time.time()))}, immutable",
-    }
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    media_type = _MEDIA_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
-    return FileResponse(path, media_type=media_type, headers=headers)
+    headers = {"ETag": etag, "Cache-Control": f"private, max-age={remaining}, immutable"}
+    storage = state.storage
+    not_modified = etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
+    redirect = state.settings.image_delivery == "redirect"
+    if not_modified or redirect or request.method == "HEAD":  # the size (and existence) without the bytes
+        size = await storage.size(name)
+        if size is None:
+            raise NotFound("the image no longer exists")
+        if not_modified:
+            return Response(status_code=304, headers=headers)
+        if request.method == "HEAD":  # answered here: a presigned URL is signed for GET only
+            return Response(headers={**headers, "Content-Length": str(size)}, media_type=media_type(name))
+        ttl = min(remaining, _PRESIGNED_MAX_S)
+        url = await storage.presigned_url(name, ttl)
+        if url is not None:  # else this backend (or this image) is served from here
+            # the redirect may be reused for half the URL's life, so a cached one still has time to be followed
+            return RedirectResponse(url, status_code=302, headers={"Cache-Control": f"private, max-age={ttl // 2}"})
+    stream = await storage.stream(name)
+    if stream is None:
+        raise NotFound("the image no longer exists")
+    return StreamingResponse(stream, media_type=media_type(name),
+                             headers={**headers, "Content-Length": str(stream.size)})
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -302,26 +271,13 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
-async def _every(seconds: float, job: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run ``job`` now and then every ``seconds``; a failure is logged and retried next time."""
-    while True:
-        try:
-            await job()
-        except Exception:
-            log.exception("%s failed; retrying at the next interval", what)
-        await asyncio.sleep(seconds)
-
-
 async def _sweep(state: AppState) -> None:
     removed = await state.service.sweep()
     if removed:
         log.info('{"sweeper": "deleted expired images", "count": %d}', removed)
 
 
-async def _keep_alive(state: AppState) -> None:
-    """This process's pending generations stay claimed while it lives; those of a process that
-    stopped beating are taken over (at start-up too)."""
-    await state.service.heartbeat()
-    taken = await state.service.take_over()
-    if taken:
-        log.warning('{"generations": "taken over from a stopped process", "count": %d}', taken)
+async def _reconcile(state: AppState) -> None:
+    """Generations of a process that stopped beating are taken over, those queued too long end,
+    those maybe lost by the queue are enqueued again (at start-up too: ``reconciler``)."""
+    await state.service.take_over()

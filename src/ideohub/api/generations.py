@@ -114,3 +114,10 @@ async def refresh_metrics(state: Any, now: datetime | None = None) -> None:
     state.metrics.generations_pending.set(count)
     age = ((now or utcnow()) - oldest).total_seconds() if oldest is not None else 0.0
     state.metrics.oldest_pending_generation.set(max(0.0, age))
+    by_state = await state.service.store.pending_counts()
+    state.metrics.queue_depth.set(by_state.get("queued", 0))
+    state.metrics.generations_running.set(count - by_state.get("queued", 0))
+    live = getattr(state.service.dispatch, "live_workers", None)
+    if live is not None:  # the fleet's queue: workers whose heartbeat is current, per operation
+        for operation, n in (await live()).items():
+            state.metrics.workers_live.labels(operation).set(n)

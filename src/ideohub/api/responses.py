@@ -36,3 +36,11 @@ def render(outcome: Outcome) -> dict[str, Any]:
             obj["style_type"] = out.style_type
         data.append(obj)
     return {"created": created_now(), "data": data}
+
+
+def render_json(outcome: Outcome) -> bytes:
+    """The answer's bytes, exactly as ``JSONResponse`` renders them (compact, UTF-8): rendered by
+    whichever process ran the generation, before the money moves, and stored with its record."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(render(outcome)).body

@@ -1,7 +1,7 @@
 """Generations: every image request is one, from admission to its final state.
 
 A generation has a ``generation_id`` (22 URL-safe base64 characters, as Ideogram's) assigned at
-admission. Its record moves received → running → stored → done, or → failed; callers see three
+admission. Its record moves queued → running → done, or → failed; callers see three
 states (Ideogram's ``GenerationResponse.status``): pending, completed, failed. A failed
 generation carries one ``FailureReason`` — a fixed, documented code, never upstream text.
 
@@ -40,9 +40,9 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-PENDING_STATES = ("received", "running", "stored")
-STATUS_OF_STATE = {"received": Status.PENDING, "running": Status.PENDING, "stored": Status.PENDING,
-                   "done": Status.COMPLETED, "failed": Status.FAILED}
+PENDING_STATES = ("queued", "running", "received", "stored")  # the last two: records from before issue 9
+STATUS_OF_STATE = {"queued": Status.PENDING, "received": Status.PENDING, "running": Status.PENDING,
+                   "stored": Status.PENDING, "done": Status.COMPLETED, "failed": Status.FAILED}
 
 
 class FailureReason(StrEnum):

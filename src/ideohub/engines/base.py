@@ -59,9 +59,27 @@ class EngineContext:
     queue_seconds: float = 0.0  # time spent waiting for a worker (reported as X-Ideohub-Queue-Ms)
     attempts: list[Attempt] = field(default_factory=list)
     channel: str | None = None  # the upstream that produced the result, if any
+    journal: "AttemptJournal | None" = None  # records attempts as they start (a run that may die mid-call)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    async def attempt_started(self, channel: str, images: int, cost_multiplier: float) -> Any:
+        """Before an upstream call: with a journal, its row is written now (at its worst-case
+        cost), so a process killed mid-call still leaves the attempt on record."""
+        if self.journal is None:
+            return None
+        return await self.journal.started(channel, images, cost_multiplier)
+
+    async def attempt_ended(self, token: Any, attempt: Attempt) -> None:
+        self.attempts.append(attempt)
+        if self.journal is not None and token is not None:
+            await self.journal.ended(token, attempt)
+
+
+class AttemptJournal(Protocol):
+    async def started(self, channel: str, images: int, cost_multiplier: float) -> Any: ...
+    async def ended(self, token: Any, attempt: Attempt) -> None: ...
 
 
 class Engine(Protocol, Generic[Req, Res]):

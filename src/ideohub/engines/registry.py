@@ -84,25 +84,34 @@ class ConfigError(ValueError):
     pass
 
 
-def build_engines(res: EngineResources, factories: dict[str, EngineFactory] | None = None) -> dict[Operation, Any]:
-    """Instantiate each configured engine once and map operations to it."""
-    settings = res.settings
+def engine_names(settings: Settings, factories: dict[str, EngineFactory] | None = None) -> dict[Operation, str]:
+    """Which engine each operation is configured to run on, without building any (an API instance
+    of a fleet records it; its workers build them)."""
     factories = factories or FACTORIES
-    built: dict[str, dict[Operation, Any]] = {}
-    engines: dict[Operation, Any] = {}
-    wildcard = settings.engines.get("*")
     for op_name, engine_name in settings.engines.items():
         if engine_name not in factories:
             raise ConfigError(f"engines.{op_name}: unknown engine {engine_name!r}; known: {', '.join(sorted(factories))}")
         if op_name != "*" and op_name not in Operation._value2member_map_:
             known = ", ".join(o.value for o in Operation)
             raise ConfigError(f"engines: unknown operation {op_name!r}; known: {known}, or '*'")
-        if engine_name not in built:
-            built[engine_name] = factories[engine_name](res)
-    for op in Operation:
-        name = settings.engines.get(op.value, wildcard)
-        if name is None:
+    wildcard = settings.engines.get("*")
+    names = {op: settings.engines.get(op.value, wildcard) for op in Operation}
+    return {op: name for op, name in names.items() if name is not None}
+
+
+def build_engines(res: EngineResources, factories: dict[str, EngineFactory] | None = None,
+                  only: set[Operation] | None = None) -> dict[Operation, Any]:
+    """Instantiate each configured engine once and map operations to it (``only``: just the
+    operations a worker declared)."""
+    settings = res.settings
+    factories = factories or FACTORIES
+    built: dict[str, dict[Operation, Any]] = {}
+    engines: dict[Operation, Any] = {}
+    for op, name in engine_names(settings, factories).items():
+        if only is not None and op not in only:
             continue
+        if name not in built:
+            built[name] = factories[name](res)
         served = built[name]
         if op not in served:
             if op.value in settings.engines:

@@ -2,7 +2,7 @@
 
 The key id lets the signing secret rotate: new links use the active key, old links keep
 verifying while their key is still configured. The keys come from a ``signing_keys.KeySource``
-(on a server: ``KeyRingFile``, which follows ``ideohub rotate-signing-key`` without a restart).
+(on a server: ``store.secrets``, which follows ``ideohub rotate-signing-key`` without a restart).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class UrlSigner:
         if key is None and len(kid) <= 32:  # perhaps added by another process a moment ago
             try:
                 key = self._source.refresh().keys.get(kid)
-            except (OSError, ValueError):  # the file is being replaced: the link is checked against what we had
+            except (OSError, ValueError):  # the keys cannot be read now: the link is checked against what we had
                 key = None
         if key is None or not hmac.compare_digest(self._sig(key, name, int(exp)), sig):
             raise LinkForbidden("the link's signature is not valid")

@@ -1,31 +1,25 @@
-"""The URL-signing key ring: which keys exist, which is newest, how a new one is added, and how
-a running server notices one added by another process. One module, so the CLI, the server and
-a later management layer share these rules.
+"""The URL-signing key ring: which keys exist, which is newest and how a new one is added. One
+module, so the CLI, the server and a later management layer share these rules.
 
-The ring lives in ``secrets.json`` as ``signing_keys`` (id → hex secret) plus
-``signing_key_order`` (ids, oldest first). The newest key is the last one *created*: ordering
-ids as strings picked ``k9`` over ``k10``. Files written before the order was recorded are
-read with their ids ordered by number (``k1`` < ``k2`` < ``k10``), which is the order
-``rotate`` always created them in.
+The ring is a document ``{"signing_keys": {id: hex secret}, "signing_key_order": [ids, oldest
+first]}``, kept sealed in the database (``store.secrets``; earlier versions kept the same fields
+in ``secrets.json``, imported from there once). The newest key is the last one *created*:
+ordering ids as strings picked ``k9`` over ``k10``. Documents written before the order was
+recorded are read with their ids ordered by number (``k1`` < ``k2`` < ``k10``), which is the
+order ``rotate`` always created them in.
 
-A server keeps signing with the newest key of the file as it is now: ``KeyRingFile`` looks at
-the file's identity (inode, size, mtime) at most once per ``recheck_s`` and re-reads it when it
-changed; verifying a link whose key id it does not know yet looks again at once, so a link
-signed by another process a moment after a rotation verifies too.
+A server sees the ring through a ``KeySource``: ``store.secrets`` keeps it in memory and follows a
+rotation by another process within about a second; verifying a link whose key id it does not know
+yet looks again at once, so a link signed by another process a moment after a rotation verifies too.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
-
-from ..filewatch import WatchedFile
 
 ORDER_FIELD = "signing_key_order"
 KEYS_FIELD = "signing_keys"
@@ -60,14 +54,14 @@ def _number_order(kid: str) -> tuple[int, int, str]:
 
 
 def key_order(data: Mapping[str, Any]) -> list[str]:
-    """Creation order from a secrets.json document (old files: by number)."""
+    """Creation order from a ring document (old ones: by number)."""
     keys = data.get(KEYS_FIELD) or {}
     recorded = [k for k in data.get(ORDER_FIELD) or [] if k in keys]
     rest = sorted((k for k in keys if k not in recorded), key=_number_order)
     return recorded + rest
 
 
-def ring_from(data: Mapping[str, Any], pinned: str | None = None, where: str = "secrets.json") -> KeyRing:
+def ring_from(data: Mapping[str, Any], pinned: str | None = None, where: str = "the database") -> KeyRing:
     keys = {kid: bytes.fromhex(v) for kid, v in (data.get(KEYS_FIELD) or {}).items()}
     if not keys:
         raise ValueError(f"{where} holds no signing keys")
@@ -77,7 +71,7 @@ def ring_from(data: Mapping[str, Any], pinned: str | None = None, where: str = "
 
 
 def new_ring_fields() -> dict[str, Any]:
-    """The signing-key part of a new secrets.json."""
+    """A new ring document with one key."""
     return {KEYS_FIELD: {"k1": secrets.token_hex(32)}, ORDER_FIELD: ["k1"]}
 
 
@@ -91,7 +85,7 @@ def with_order(data: dict[str, Any]) -> bool:
 
 
 def add_key(data: dict[str, Any]) -> str:
-    """Add a new newest key to a secrets.json document; returns its id (``k<n+1>``)."""
+    """Add a new newest key to a ring document; returns its id (``k<n+1>``)."""
     order = key_order(data)
     numbers = [int(m.group(1)) for k in order if (m := _NUMBERED.match(k))]
     kid = f"k{max(numbers, default=0) + 1}"
@@ -113,13 +107,3 @@ class StaticKeys:
 
     def refresh(self) -> KeyRing:
         return self._ring
-
-
-class KeyRingFile(WatchedFile[KeyRing]):
-    """The ring in ``secrets.json``, re-read when the file changes (see the module docstring)."""
-
-    def __init__(self, path: Path, pinned: str | None = None, *, recheck_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.pinned = pinned
-        super().__init__(path, lambda p: ring_from(json.loads(p.read_text()), pinned, str(p)),
-                         recheck_s=recheck_s, clock=clock)

@@ -1,17 +1,17 @@
 """The webhook-signing key ring (Ed25519): which keys exist, which one signs, which are
-published, how a key is added, and how a running server notices a key added by another process.
+published, and how a key is added.
 
-The ring lives with the other secrets, in ``secrets.json``, as ``webhook_keys``: a list, oldest
-first, of ``{"kid", "private" (hex of the 32-byte seed), "created", "retired"}`` (unix seconds;
-``retired`` null for the key in use). It is created on first use. ``rotate`` retires the key in
-use and adds a new one; a retired key stays published (``GET /v1/.well-known/jwks.json``) for
-``RETIRED_PUBLISHED_S`` (7 days), so receivers verify webhooks signed just before a rotation,
-then drops out (and is removed from the file at the next rotation).
+The ring is a document ``{"webhook_keys": [...]}``, oldest first, of ``{"kid", "private" (hex of
+the 32-byte seed), "created", "retired"}`` (unix seconds; ``retired`` null for the key in use),
+kept sealed in the database with the other secrets (``store.secrets``, which creates it, rotates
+it and imports the same field from an earlier version's ``secrets.json``). ``add_key`` retires the
+key in use and adds a new one; a retired key stays published (``GET /v1/.well-known/jwks.json``)
+for ``RETIRED_PUBLISHED_S`` (7 days), so receivers verify webhooks signed just before a rotation,
+then drops out (and is removed from the ring at the next rotation).
 
-Callers see the ring only through ``WebhookKeySource.current()``: a later issue moves secrets
-into the database without changing them. ``WebhookKeyFile`` re-reads the file when its identity
-(inode, size, mtime) changes, looking at most once per ``recheck_s``: a rotation by the CLI is
-signed with within about a second, without a restart.
+Callers see the ring only through ``WebhookKeySource.current()``: on a server,
+``Secrets.webhook_key_source``, which follows a rotation by the CLI within about a second,
+without a restart.
 
 Private keys never leave this module except as ``Ed25519PrivateKey`` objects; ``repr`` of a key
 shows its id only.
@@ -20,18 +20,13 @@ shows its id only.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from ..filewatch import WatchedFile, locked
 
 FIELD = "webhook_keys"
 RETIRED_PUBLISHED_S = 7 * 24 * 3600  # a retired key stays in the JWKS this long
@@ -92,7 +87,7 @@ def _new_entry(kid: str, now: float) -> dict[str, Any]:
     return {"kid": kid, "private": seed.hex(), "created": now, "retired": None}
 
 
-def ring_from(data: dict[str, Any], where: str = "secrets.json") -> WebhookRing:
+def ring_from(data: dict[str, Any], where: str = "the database") -> WebhookRing:
     entries = data.get(FIELD) or []
     if not entries:
         raise ValueError(f"{where} holds no webhook signing keys")
@@ -121,38 +116,6 @@ def add_key(data: dict[str, Any], now: float) -> str:
     return kid
 
 
-def _read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    from ..config import _replace_private  # the one writer of secrets.json (0600, atomic replace)
-
-    _replace_private(path, data)
-
-
-def ensure(path: Path, now: float | None = None) -> None:
-    """Create the ring on first use (two processes starting at once create one)."""
-    if _read(path).get(FIELD):
-        return
-    with locked(path):
-        data = _read(path)
-        if not data.get(FIELD):
-            data[FIELD] = [_new_entry("wh1", time.time() if now is None else now)]
-            _write(path, data)
-
-
-def rotate(path: Path, now: float | None = None) -> str:
-    """Add a key and make it the one that signs; the previous one is retired (still published
-    for 7 days). Serialised with every other writer of ``path``."""
-    ensure(path, now)
-    with locked(path):
-        data = _read(path)
-        kid = add_key(data, time.time() if now is None else now)
-        _write(path, data)
-    return kid
-
-
 class StaticWebhookKeys:
     """A fixed ring (tests, tools)."""
 
@@ -161,15 +124,6 @@ class StaticWebhookKeys:
 
     def current(self) -> WebhookRing:
         return self._ring
-
-
-class WebhookKeyFile(WatchedFile[WebhookRing]):
-    """The ring in ``secrets.json`` (created if missing), re-read when the file changes.
-    ``clock`` is the monotonic clock of the re-check interval (injectable for tests)."""
-
-    def __init__(self, path: Path, *, recheck_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        ensure(Path(path))
-        super().__init__(path, lambda p: ring_from(_read(p), str(p)), recheck_s=recheck_s, clock=clock)
 
 
 def new_static_ring(count: int = 1, now: float | None = None) -> WebhookRing:
@@ -186,12 +140,9 @@ __all__ = [
     "RETIRED_PUBLISHED_S",
     "StaticWebhookKeys",
     "WebhookKey",
-    "WebhookKeyFile",
     "WebhookKeySource",
     "WebhookRing",
     "add_key",
-    "ensure",
     "new_static_ring",
     "ring_from",
-    "rotate",
 ]

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from ..logs import event
 from . import signing
-from .keys import WebhookKeyFile, WebhookKeySource
+from .keys import WebhookKeySource
 from .outbox import Due, Outbox
 from .sender import AttemptResult, Sender, safe_url
 
@@ -241,12 +241,13 @@ class Deliverer:
 
 class Webhooks:
     """What a serving process holds for notifications: the signing keys (also published as the
-    JWKS), the sender and the delivery worker, all on one wall clock."""
+    JWKS; ``keys``: ``Secrets.webhook_key_source``, which follows rotations), the sender and the
+    delivery worker, all on one wall clock."""
 
     def __init__(self, settings: Any, session: Any, targets: Any, metrics: Any = None,
-                 clock: Callable[[], float] | None = None, poll_s: float = 1.0) -> None:
+                 clock: Callable[[], float] | None = None, poll_s: float = 1.0, *, keys: WebhookKeySource) -> None:
         self.clock: Callable[[], float] = clock or time.time
-        self.keys = WebhookKeyFile(settings.secrets_file)
+        self.keys = keys
         self.sender = Sender(targets, timeout_s=settings.webhook_timeout_s,
                              max_response_bytes=settings.webhook_max_response_bytes)
         self.deliverer = Deliverer(Outbox(session), self.sender, self.keys, retry_base_s=settings.webhook_retry_base_s,
@@ -280,4 +281,4 @@ class Webhooks:
         await self.sender.aclose()
 
 
-__all__ = ["MAX_BACKOFF_S", "Deliverer", "WebhookKeyFile", "Webhooks"]
+__all__ = ["MAX_BACKOFF_S", "Deliverer", "Webhooks"]

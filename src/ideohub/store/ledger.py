@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..domain.errors import NotFound, PaymentRequired
 from ..domain.money import CREDIT_KINDS, Credit, check_credit
@@ -109,25 +109,30 @@ class Ledger:
     ) -> int:
         """Hold ``amount`` before any work; 402 if the balance or the key's cap cannot cover it."""
         async with self.session.begin() as s:
-            balance = await s.scalar(_HOLD, {"account": account_id, "amount": amount})
-            if balance is None:
-                have = await s.scalar(select(Account.balance_micros).where(Account.id == account_id))
-                if have is None:
-                    raise NotFound(f"the key's account {account_id} does not exist")
-                raise PaymentRequired(
-                    f"insufficient balance: this request costs ${micros_to_usd(amount)}, "
-                    f"the account has ${micros_to_usd(have)}"
-                )
-            if key_id is not None:
-                committed = await s.scalar(_COMMIT_KEY, {"key": key_id, "amount": amount})
-                if committed is None:
-                    raise PaymentRequired("this key's spending cap would be exceeded by this request")  # rolls back
-            now = utcnow()
-            await s.execute(_INSERT_RESERVATION, {
-                "request_id": request_id, "account_id": account_id, "key_id": key_id, "amount_micros": amount,
-                "state": "held", "created_at": now, "expires_at": now + ttl,
-            })
-            await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, "reserve", -amount, balance))
+            return await self.hold(s, request_id, account_id, key_id, amount, ttl)
+
+    async def hold(self, s: AsyncSession, request_id: str, account_id: str, key_id: str | None, amount: int,
+                   ttl: timedelta) -> int:
+        """``reserve`` inside the caller's transaction (admission writes the record in the same one)."""
+        balance = await s.scalar(_HOLD, {"account": account_id, "amount": amount})
+        if balance is None:
+            have = await s.scalar(select(Account.balance_micros).where(Account.id == account_id))
+            if have is None:
+                raise NotFound(f"the key's account {account_id} does not exist")
+            raise PaymentRequired(
+                f"insufficient balance: this request costs ${micros_to_usd(amount)}, "
+                f"the account has ${micros_to_usd(have)}"
+            )
+        if key_id is not None:
+            committed = await s.scalar(_COMMIT_KEY, {"key": key_id, "amount": amount})
+            if committed is None:
+                raise PaymentRequired("this key's spending cap would be exceeded by this request")  # rolls back
+        now = utcnow()
+        await s.execute(_INSERT_RESERVATION, {
+            "request_id": request_id, "account_id": account_id, "key_id": key_id, "amount_micros": amount,
+            "state": "held", "created_at": now, "expires_at": now + ttl,
+        })
+        await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, "reserve", -amount, balance))
         return balance
 
     async def settle(self, request_id: str, charge: int) -> bool:
@@ -165,21 +170,26 @@ class Ledger:
 
     async def _close(self, request_id: str, state: str, charge: int) -> bool:
         async with self.session.begin() as s:
-            row = (await s.execute(_CLOSE, {"rid": request_id, "new_state": state})).first()
-            if row is None:
-                return False
-            account_id, key_id, amount = row
-            charge = max(0, min(charge, amount))
-            back = amount - charge
-            # the request's price before the balance: it locks only this request's row, so the
-            # account's row (hot when many requests share an account) is held one statement less
-            await s.execute(_PRICE, {"rid": request_id, "charge": charge})
-            balance = await s.scalar(_GIVE_BACK, {"account": account_id, "back": back})
-            if key_id is not None and back:
-                await s.execute(_UNCOMMIT_KEY, {"key": key_id, "back": back})
-            kind = {"settled": "settle", "refunded": "refund", "released": "release"}[state]
-            note = f"charged {charge}" if state == "settled" else None
-            await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, kind, back, balance, note))
+            return await self.close(s, request_id, state, charge)
+
+    async def close(self, s: AsyncSession, request_id: str, state: str, charge: int) -> bool:
+        """Settle (``state="settled"``), refund or release inside the caller's transaction;
+        False if the reservation is no longer held."""
+        row = (await s.execute(_CLOSE, {"rid": request_id, "new_state": state})).first()
+        if row is None:
+            return False
+        account_id, key_id, amount = row
+        charge = max(0, min(charge, amount))
+        back = amount - charge
+        # the request's price before the balance: it locks only this request's row, so the
+        # account's row (hot when many requests share an account) is held one statement less
+        await s.execute(_PRICE, {"rid": request_id, "charge": charge})
+        balance = await s.scalar(_GIVE_BACK, {"account": account_id, "back": back})
+        if key_id is not None and back:
+            await s.execute(_UNCOMMIT_KEY, {"key": key_id, "back": back})
+        kind = {"settled": "settle", "refunded": "refund", "released": "release"}[state]
+        note = f"charged {charge}" if state == "settled" else None
+        await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, kind, back, balance, note))
         return True
 
     # ------------------------------------------------------------ reading

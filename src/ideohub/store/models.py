@@ -33,9 +33,10 @@ class ApiKey(Base):
 
 
 class RequestRecord(Base):
-    """One row per API request: received → running → stored → done, or failed."""
+    """One row per API request: queued → running → done, or failed (or failed at once: refused)."""
 
     __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_account_state", "account_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True, index=True)
@@ -65,6 +66,9 @@ class RequestRecord(Base):
     owner: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the process running it
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the queue (issue 9): when it was last enqueued, and how many runs it has had (take-overs count)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class StoredImage(Base):
@@ -213,3 +217,16 @@ class Delivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
+
+
+class SecretRow(Base):
+    """One server secret, sealed (AES-256-GCM) under the master secret by ``store.secrets``; never
+    plaintext. ``version`` grows with every write, so a running process notices a rotation by
+    reading the versions alone."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # key_pepper, signing_keys, … or verifier
+    value: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

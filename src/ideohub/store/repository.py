@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..domain.untrusted import printable
 from .db import create_engine_async, sessionmaker_for
 from ..domain.generations import PENDING_STATES
-from .models import ApiKey, Delivery, IdempotencyKey, RequestRecord, Reservation, StoredImage, UpstreamAttempt
+from .models import Account, ApiKey, Delivery, IdempotencyKey, RequestRecord, StoredImage, UpstreamAttempt
 
 KEY_PREFIX = "ih_"
 
@@ -41,6 +41,18 @@ def generate_key() -> str:
 def hash_key(pepper: bytes, key: str) -> str:
     """Fast keyed hash, looked up by index: keys are random, so no slow password hash is needed."""
     return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+async def add_deliveries(s: Any, request_id: str, deliveries: Any, now: datetime) -> None:
+    """The outbox rows a state change owes, in the caller's transaction; a task callback supersedes
+    the pending ones of the same generation with a lower ``seq``."""
+    for d in deliveries:
+        if d["kind"] == "callback":
+            await s.execute(update(Delivery).where(
+                Delivery.generation_id == d["generation_id"], Delivery.kind == "callback",
+                Delivery.state == "pending", Delivery.seq < d["seq"]).values(state="superseded"))
+        await s.execute(insert(Delivery).values(
+            request_id=request_id, state="pending", attempts=0, next_attempt_at=now, created_at=now, **d))
 
 
 class Repository:
@@ -105,9 +117,13 @@ class Repository:
         from any process (the CLI revokes while the server runs)."""
         digest = hash_key(self._pepper, plaintext)
         async with self.session() as s:
-            row = await s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            found = (await s.execute(select(ApiKey, Account.group_name).outerjoin(Account, Account.id == ApiKey.account_id)
+                                     .where(ApiKey.key_hash == digest))).first()
+        row = found[0] if found is not None else None
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
             return None
+        # the account's price group, read with the key: admission needs no second query (None: no such account)
+        row.account_group = found[1]  # type: ignore[attr-defined]
         if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
             return None
         return row
@@ -147,13 +163,7 @@ class Repository:
         async with self.session.begin() as s:
             await s.execute(update(RequestRecord).where(RequestRecord.id == request_id)
                             .values(state=state, updated_at=now, **values))
-            for d in deliveries:
-                if d["kind"] == "callback":
-                    await s.execute(update(Delivery).where(
-                        Delivery.generation_id == d["generation_id"], Delivery.kind == "callback",
-                        Delivery.state == "pending", Delivery.seq < d["seq"]).values(state="superseded"))
-                await s.execute(insert(Delivery).values(
-                    request_id=request_id, state="pending", attempts=0, next_attempt_at=now, created_at=now, **d))
+            await add_deliveries(s, request_id, deliveries, now)
 
     async def get_generation(self, generation_id: str) -> RequestRecord | None:
         async with self.session() as s:
@@ -173,39 +183,6 @@ class Repository:
                 select(func.count(), func.min(RequestRecord.created_at))
                 .where(RequestRecord.state.in_(PENDING_STATES), RequestRecord.generation_id.is_not(None)))).one()
         return int(count), _aware(oldest) if oldest is not None else None
-
-    async def heartbeat(self, owner: str, reservation_ttl_s: float) -> None:
-        """This process is alive: its pending generations' heartbeat, and their reservations held
-        for another ``reservation_ttl_s`` (so the sweeper releases only a dead process's money)."""
-        now = utcnow()
-        mine = select(RequestRecord.id).where(RequestRecord.owner == owner, RequestRecord.state.in_(PENDING_STATES))
-        async with self.session.begin() as s:
-            await s.execute(update(RequestRecord).where(RequestRecord.owner == owner,
-                                                        RequestRecord.state.in_(PENDING_STATES))
-                            .values(heartbeat_at=now))
-            await s.execute(update(Reservation).where(Reservation.state == "held", Reservation.request_id.in_(mine))
-                            .values(expires_at=now + timedelta(seconds=reservation_ttl_s)))
-
-    async def stale_generations(self, cutoff: datetime, owner: str, limit: int = 50) -> list[RequestRecord]:
-        """Pending generations whose owner stopped beating before ``cutoff`` (not ours)."""
-        async with self.session() as s:
-            q = (select(RequestRecord)
-                 .where(RequestRecord.generation_id.is_not(None), RequestRecord.state.in_(PENDING_STATES),
-                        RequestRecord.heartbeat_at < cutoff,
-                        (RequestRecord.owner.is_(None)) | (RequestRecord.owner != owner))
-                 .order_by(RequestRecord.created_at).limit(limit))
-            return list((await s.scalars(q)).all())
-
-    async def claim(self, record: RequestRecord, owner: str) -> bool:
-        """Take a stale generation over: only if nobody else did since it was read."""
-        owner_was = RequestRecord.owner.is_(None) if record.owner is None else RequestRecord.owner == record.owner
-        async with self.session.begin() as s:
-            res = await s.execute(update(RequestRecord)
-                                  .where(RequestRecord.id == record.id, owner_was,
-                                         RequestRecord.heartbeat_at == record.heartbeat_at,
-                                         RequestRecord.state.in_(PENDING_STATES))
-                                  .values(owner=owner, heartbeat_at=utcnow()))
-            return res.rowcount == 1
 
     async def claim_idempotency(self, account_id: str, key: str, fingerprint: str, request_id: str,
                                 ttl: timedelta) -> tuple[str, str] | None:
@@ -237,18 +214,6 @@ class Repository:
         async with self.session() as s:
             return await s.get(RequestRecord, request_id)
 
-    async def add_attempts(self, request_id: str, rows: list[tuple[Any, int]]) -> None:
-        """Usage rows for upstream attempts: (engines.base.Attempt, cost in micros)."""
-        now = utcnow()
-        async with self.session.begin() as s:
-            s.add_all(
-                UpstreamAttempt(
-                    request_id=request_id, channel=a.channel, outcome=a.outcome, status_code=a.status_code,
-                    latency_ms=a.latency_s * 1000, images=a.images, cost_micros=cost, created_at=now,
-                )
-                for a, cost in rows
-            )
-
     async def delete_usage_before(self, cutoff: datetime) -> None:
         """Retention: usage older than the cutoff goes (the ledger is kept: it is the money's history)."""
         async with self.session.begin() as s:
@@ -270,10 +235,6 @@ class Repository:
         async with self.session() as s:
             q = select(StoredImage).where(StoredImage.expires_at < now).limit(limit)
             return list((await s.scalars(q)).all())
-
-    async def images_of_request(self, request_id: str) -> list[StoredImage]:
-        async with self.session() as s:
-            return list((await s.scalars(select(StoredImage).where(StoredImage.request_id == request_id))).all())
 
     async def images_of_failed_requests(self, _now: datetime, limit: int = 500) -> list[StoredImage]:
         """Images whose request failed after they were recorded (a crash between storing and

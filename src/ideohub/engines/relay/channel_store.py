@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ...domain.operations import Operation
@@ -52,13 +54,10 @@ class ChannelStore:
             connect_timeout_s=ch.connect_timeout_s, timeout_s=ch.timeout_s, enabled=ch.enabled,
             cost_multiplier=ch.cost_multiplier, source=source, updated_at=now,
         )
-        async with self.session.begin() as s:
-            row = await s.get(ChannelRow, ch.name)
-            if row is None:
-                s.add(ChannelRow(name=ch.name, created_at=now, **values))
-            else:
-                for k, v in values.items():
-                    setattr(row, k, v)
+        async with self.session.begin() as s:  # one statement: processes starting together never collide
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            await s.execute(insert(ChannelRow).values(name=ch.name, created_at=now, **values)
+                            .on_conflict_do_update(index_elements=[ChannelRow.name], set_=values))
 
     async def list(self) -> list[Channel]:
         async with self.session() as s:

@@ -236,7 +236,7 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            raise ValueError("a channel key cannot be decrypted: was secrets.json replaced?") from None
+            raise ValueError("a channel key cannot be decrypted: was the database's channel key (its secrets) replaced?") from None
 
 
 def channel_from_options(options: dict[str, object]) -> Channel:

@@ -235,6 +235,12 @@ class RelayEngine:
         cancelled = False
         self.metrics.channel_in_flight.labels(channel.name).inc()
         try:
+            journaled = await ctx.attempt_started(channel.name, request.num_images, channel.cost_multiplier)
+        except BaseException:
+            self.metrics.channel_in_flight.labels(channel.name).dec()
+            await self._give_back(channel, Outcome.RELEASED, None, "")
+            raise
+        try:
             try:
                 result = await self._attempt(channel, request, body, ctx)
             except _Retryable as exc:
@@ -267,8 +273,11 @@ class RelayEngine:
             return result
         finally:
             self.metrics.channel_in_flight.labels(channel.name).dec()
-            ctx.attempts.append(Attempt(channel.name, label, status, time.perf_counter() - started, images,
-                                        channel.cost_multiplier))
+            attempt = Attempt(channel.name, label, status, time.perf_counter() - started, images, channel.cost_multiplier)
+            try:
+                await asyncio.shield(ctx.attempt_ended(journaled, attempt))
+            except Exception:  # the attempt's row keeps its worst-case cost; never mask the outcome
+                _log("could not record an upstream attempt", upstream=channel.name, request_id=ctx.request_id)
             if outcome is not Outcome.RELEASED or label == "download_failed":  # the upstream's doing, not ours
                 self.metrics.upstream_attempts.labels(channel.name, label if label != "timeout" else "failed").inc()
             settle = self._give_back(channel, outcome, retry_after, reason)
