@@ -48,16 +48,46 @@ def registry_key(operation: Operation) -> str:
     return f"ideohub:workers:{operation.value}"
 
 
+RECLAIM_EVERY_S = 5.0
+
+
 def make_broker(url: str, operations: list[Operation], *, idle_timeout_s: float, consumer: str | None = None) -> Any:
     """Taskiq's stream broker over the operations' streams. ``consumer_id="0"``: a consumer group
     created after messages were added still delivers them."""
+    from taskiq.acks import AckableMessage
     from taskiq_redis import RedisStreamBroker
 
+    class Broker(RedisStreamBroker):  # type: ignore[misc]
+        """Taskiq's ``listen`` claims what dead consumers left (``XAUTOCLAIM``) on every stream after
+        every message it reads — one round trip per operation stream per generation — and never
+        while the queue is idle. Here: every ``RECLAIM_EVERY_S``, busy or idle; the rest is its own."""
+
+        async def listen(self) -> Any:
+            streams = {self.queue_name: ">", **self.additional_streams}
+            reclaimed_at = 0.0
+            async with Redis(connection_pool=self.connection_pool) as conn:
+                while True:
+                    fetched = await conn.xreadgroup(self.consumer_group_name, self.consumer_name, streams,
+                                                    block=self.block, noack=False, count=self.count)
+                    for name, messages in fetched or []:
+                        for msg_id, msg in messages:
+                            yield AckableMessage(data=msg[b"data"], ack=self._ack_generator(id=msg_id, queue_name=name))
+                    if time.monotonic() - reclaimed_at < RECLAIM_EVERY_S:
+                        continue
+                    reclaimed_at = time.monotonic()
+                    for name in streams:
+                        claimed = await conn.xautoclaim(name, self.consumer_group_name, self.consumer_name,
+                                                        min_idle_time=self.idle_timeout,
+                                                        count=self.unacknowledged_batch_size)
+                        for msg_id, msg in claimed[1]:
+                            if msg:  # (a trimmed entry comes back empty)
+                                yield AckableMessage(data=msg[b"data"], ack=self._ack_generator(id=msg_id, queue_name=name))
+
     first, *rest = operations
-    return RedisStreamBroker(
+    return Broker(
         url, queue_name=stream(first), consumer_group_name=GROUP, consumer_name=consumer, consumer_id="0",
         xread_block=1000, xread_count=1, maxlen=STREAM_MAXLEN, idle_timeout=int(idle_timeout_s * 1000),
-        unacknowledged_lock_timeout=30, additional_streams={stream(op): ">" for op in rest},
+        additional_streams={stream(op): ">" for op in rest},
         socket_timeout=30, socket_connect_timeout=5,
     )
 

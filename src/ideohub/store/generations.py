@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..domain.errors import Retryable
@@ -31,7 +31,22 @@ from .models import RequestRecord, StoredImage, UpstreamAttempt
 from .repository import add_deliveries, utcnow
 
 _requests = RequestRecord.__table__
+_images = StoredImage.__table__
 RUNNING_STATES = ("running", "stored", "received")  # "stored"/"received": rows from before issue 9
+
+# the per-request statements, built once (as store.ledger's): no statement construction per request
+_PENDING = _requests.c.state.in_(("queued", *RUNNING_STATES))
+_PENDING_COUNTS = select(
+    func.coalesce(func.sum(case((_requests.c.account_id == bindparam("account"), 1), else_=0)), 0), func.count()
+).select_from(_requests).where(_PENDING)
+# the SET columns come from the execution's parameters (all but the b_ ones)
+_FINISH = update(_requests).where(_requests.c.id == bindparam("b_rid"), _requests.c.owner == bindparam("b_owner"),
+                                  _requests.c.state.in_(RUNNING_STATES))
+_INSERT_IMAGE = insert(_images)
+
+
+def _image_row(image: StoredImage) -> dict[str, Any]:
+    return {c.key: getattr(image, c.key) for c in _images.columns}
 
 
 class TooManyPending(Retryable):
@@ -57,38 +72,38 @@ class GenerationStore:
     def __init__(self, session: async_sessionmaker, ledger: Ledger) -> None:
         self.session = session
         self.ledger = ledger
+        # the per-request transactions run Core statements on a connection: no ORM session work
+        self.engine = session.kw["bind"]
 
     # ------------------------------------------------------------ admission
 
     async def admit(self, row: dict[str, Any], *, amount: int, ttl: timedelta, bounds: Bounds) -> None:
         """The reservation and the record in one transaction, refused (429) over the pending
         bounds. ``row`` is the whole record; nothing is written when anything refuses."""
-        async with self.session.begin() as s:
+        async with self.engine.begin() as s:
             await self._check_bounds(s, row["account_id"], bounds)
             await self.ledger.hold(s, row["id"], row["account_id"], row["key_id"], amount, ttl)
             await s.execute(insert(_requests).values(**row))
 
     async def _check_bounds(self, s: AsyncSession, account_id: str, bounds: Bounds) -> None:
-        pending = _requests.c.state.in_(("queued", *RUNNING_STATES))
-        if bounds.per_account:
-            mine = await s.scalar(select(func.count()).select_from(_requests)
-                                  .where(_requests.c.account_id == account_id, pending))
-            if mine >= bounds.per_account:
-                raise TooManyPending(f"this account has {mine} generations queued or running "
-                                     f"(at most {bounds.per_account}); retry when one has finished",
-                                     retry_after=bounds.retry_after)
-        if bounds.total:
-            total = await s.scalar(select(func.count()).select_from(_requests).where(pending))
-            if total >= bounds.total:
-                raise TooManyPending(f"the server has {total} generations queued or running (at most "
-                                     f"{bounds.total}); retry later", retry_after=bounds.retry_after)
+        if not (bounds.per_account or bounds.total):
+            return
+        mine, total = (await s.execute(_PENDING_COUNTS, {"account": account_id})).one()
+        mine, total = int(mine or 0), int(total or 0)
+        if bounds.per_account and mine >= bounds.per_account:
+            raise TooManyPending(f"this account has {mine} generations queued or running "
+                                 f"(at most {bounds.per_account}); retry when one has finished",
+                                 retry_after=bounds.retry_after)
+        if bounds.total and total >= bounds.total:
+            raise TooManyPending(f"the server has {total} generations queued or running (at most "
+                                 f"{bounds.total}); retry later", retry_after=bounds.retry_after)
 
     async def record_refusal(self, row: dict[str, Any]) -> None:
         """A request refused before it became a generation (bad input, no credit, …): one row."""
         if row.get("error") is not None:
             row["error"] = printable(row["error"], 1000)
-        async with self.session.begin() as s:
-            await s.execute(insert(_requests).values(**row))
+        async with self.engine.begin() as s:
+            await s.execute(insert(_requests), row)
 
     # ------------------------------------------------------------ running
 
@@ -133,17 +148,15 @@ class GenerationStore:
         """Settlement: image rows, charge, final state, notifications and attempts, or nothing
         (``NotHeld``) when the lease or the reservation is no longer this run's."""
         now = utcnow()
-        async with self.session.begin() as s:
-            res = await s.execute(update(_requests)
-                                  .where(_requests.c.id == request_id, _requests.c.owner == owner,
-                                         _requests.c.state.in_(RUNNING_STATES))
-                                  .values(state="done", updated_at=now, finished_at=now, **values))
+        async with self.engine.begin() as s:
+            res = await s.execute(_FINISH, {"state": "done", "updated_at": now, "finished_at": now,
+                                            "price_micros": charge, **values, "b_rid": request_id, "b_owner": owner})
             if res.rowcount != 1:
                 raise NotHeld("the generation's lease was taken over")
-            if not await self.ledger.close(s, request_id, "settled", charge):
+            if not await self.ledger.close(s, request_id, "settled", charge, record_price=False):
                 raise NotHeld("the generation's reservation was released")
             if images:
-                s.add_all(images)
+                await s.execute(_INSERT_IMAGE, [_image_row(i) for i in images])
             await add_deliveries(s, request_id, deliveries, now)
             await _add_attempts(s, request_id, attempts, now)
 
@@ -158,15 +171,17 @@ class GenerationStore:
         cond = [_requests.c.id == request_id, _requests.c.state.in_(from_states)]
         if owner is not None:
             cond.append(_requests.c.owner == owner)
-        async with self.session.begin() as s:
-            res = await s.execute(update(_requests).where(*cond)
-                                  .values(state="failed", updated_at=now, finished_at=now, resume=None, **values))
-            if res.rowcount != 1:
-                await s.rollback()
-                return False
-            await self.ledger.close(s, request_id, "refunded", 0)
-            await add_deliveries(s, request_id, deliveries, now)
-            await _add_attempts(s, request_id, attempts, now)
+        try:
+            async with self.engine.begin() as s:
+                res = await s.execute(update(_requests).where(*cond)
+                                      .values(state="failed", updated_at=now, finished_at=now, resume=None, **values))
+                if res.rowcount != 1:
+                    raise NotHeld("someone else ended it")  # rolls back
+                await self.ledger.close(s, request_id, "refunded", 0, record_price=False)  # its price stays 0
+                await add_deliveries(s, request_id, deliveries, now)
+                await _add_attempts(s, request_id, attempts, now)
+        except NotHeld:
+            return False
         return True
 
     async def attempt_started(self, request_id: str, row: dict[str, Any]) -> int:

@@ -172,9 +172,11 @@ class Ledger:
         async with self.session.begin() as s:
             return await self.close(s, request_id, state, charge)
 
-    async def close(self, s: AsyncSession, request_id: str, state: str, charge: int) -> bool:
+    async def close(self, s: AsyncSession, request_id: str, state: str, charge: int, *,
+                    record_price: bool = True) -> bool:
         """Settle (``state="settled"``), refund or release inside the caller's transaction;
-        False if the reservation is no longer held."""
+        False if the reservation is no longer held. ``record_price=False``: the caller writes the
+        request's ``price_micros`` itself, in its own update of the record."""
         row = (await s.execute(_CLOSE, {"rid": request_id, "new_state": state})).first()
         if row is None:
             return False
@@ -183,7 +185,8 @@ class Ledger:
         back = amount - charge
         # the request's price before the balance: it locks only this request's row, so the
         # account's row (hot when many requests share an account) is held one statement less
-        await s.execute(_PRICE, {"rid": request_id, "charge": charge})
+        if record_price:
+            await s.execute(_PRICE, {"rid": request_id, "charge": charge})
         balance = await s.scalar(_GIVE_BACK, {"account": account_id, "back": back})
         if key_id is not None and back:
             await s.execute(_UNCOMMIT_KEY, {"key": key_id, "back": back})

@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,6 +41,14 @@ def generate_key() -> str:
 def hash_key(pepper: bytes, key: str) -> str:
     """Fast keyed hash, looked up by index: keys are random, so no slow password hash is needed."""
     return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+_KEY_ATTRS = [(prop.key, prop.columns[0].name) for prop in ApiKey.__mapper__.column_attrs]
+_AUTHENTICATE = (
+    select(*ApiKey.__table__.columns, Account.__table__.c.group_name.label("account_group"))
+    .select_from(ApiKey.__table__.outerjoin(Account.__table__, Account.__table__.c.id == ApiKey.__table__.c.account_id))
+    .where(ApiKey.__table__.c.key_hash == bindparam("digest"))
+)
 
 
 async def add_deliveries(s: Any, request_id: str, deliveries: Any, now: datetime) -> None:
@@ -116,14 +124,16 @@ class Repository:
         """The active key for this secret, or None. Not cached: a revoke takes effect at once,
         from any process (the CLI revokes while the server runs)."""
         digest = hash_key(self._pepper, plaintext)
-        async with self.session() as s:
-            found = (await s.execute(select(ApiKey, Account.group_name).outerjoin(Account, Account.id == ApiKey.account_id)
-                                     .where(ApiKey.key_hash == digest))).first()
-        row = found[0] if found is not None else None
-        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
+        async with self.engine.connect() as conn:  # one Core statement on every request: no ORM session work
+            found = (await conn.execute(_AUTHENTICATE, {"digest": digest})).first()
+        if found is None:
+            return None
+        fields = found._mapping
+        row = ApiKey(**{attr: fields[col] for attr, col in _KEY_ATTRS})
+        if row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
             return None
         # the account's price group, read with the key: admission needs no second query (None: no such account)
-        row.account_group = found[1]  # type: ignore[attr-defined]
+        row.account_group = fields["account_group"]  # type: ignore[attr-defined]
         if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
             return None
         return row
