@@ -33,14 +33,19 @@ def parser(mode: Mode = Mode.SYNC, num_images: int = 1):  # type: ignore[no-unty
     return parse
 
 
-def test_a_synchronous_request_costs_three_transactions(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_synchronous_request_costs_three_transactions(tmp_path, backend, request):
+    overrides = {} if backend == "sqlite" else {"database_url": request.getfixturevalue("pg_url")}
+
     async def go() -> None:
-        w = World(tmp_path)
+        w = World(tmp_path, **overrides)
         key = await w.funded_key()
         _row, plaintext = await w.repo.create_key("tx", account_id=key.account_id)
         service = w.service(Fixed([_image()]))
         transactions = []
-        event.listen(w.repo.engine.sync_engine, "begin", lambda conn: transactions.append(1))
+        for engine in (w.repo.engine.sync_engine, w.repo.tx.sync):  # (SQLite: the request path runs on the second)
+            if engine is not None:
+                event.listen(engine, "begin", lambda conn: transactions.append(1))
         caller = await w.repo.authenticate(plaintext)  # what the HTTP layer does first
         outcome = await service.submit(OP, parser(), caller, new_id("req"), render=lambda o: b"{}")
         assert outcome.outcome is not None and outcome.outcome.body == b"{}"

@@ -194,6 +194,8 @@ class Runtime:
             await built["storage"].aclose()
         if "secrets" in built and hasattr(built["secrets"], "aclose"):
             await built["secrets"].aclose()
+        if "repo" in built:
+            built["repo"].tx.dispose()
         if "db_engine" in built:
             await built["db_engine"].dispose()
         self._built = {}

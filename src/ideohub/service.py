@@ -109,7 +109,7 @@ class Service:
         self.prices = prices or PriceTable.load()
         self.limiter: Limiter = limiter or MemoryLimiter(lease_s=settings.request_timeout_s + settings.reservation_grace_s)
         self.instance_id = instance_id or new_id("proc")
-        self.store = GenerationStore(repo.session, self.ledger)
+        self.store = GenerationStore(repo.session, self.ledger, getattr(repo, "tx", None))
         self.settlement = Settlement(self.store, self.prices, self.metrics, settings.url_ttl_s)
         self.runner = Runner(settings, self.store, self.ledger, storage, self.prices, self.limiter,
                              Execution(engines, pool, settings.request_timeout_s, self.metrics),

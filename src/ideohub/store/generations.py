@@ -21,11 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ..domain.errors import Retryable
 from ..domain.generations import PENDING_STATES
 from ..domain.untrusted import printable
+from . import ledger
+from .db import Transactions
 from .ledger import Ledger
 from .models import RequestRecord, StoredImage, UpstreamAttempt
 from .repository import add_deliveries, utcnow
@@ -69,41 +71,24 @@ class Bounds:
 
 
 class GenerationStore:
-    def __init__(self, session: async_sessionmaker, ledger: Ledger) -> None:
+    def __init__(self, session: async_sessionmaker, ledger: Ledger, transactions: Transactions | None = None) -> None:
         self.session = session
         self.ledger = ledger
-        # the per-request transactions run Core statements on a connection: no ORM session work
-        self.engine = session.kw["bind"]
+        # the request path's transactions: synchronous functions of a connection, run in one hop
+        self.tx = transactions or Transactions(session.kw["bind"])
 
     # ------------------------------------------------------------ admission
 
     async def admit(self, row: dict[str, Any], *, amount: int, ttl: timedelta, bounds: Bounds) -> None:
         """The reservation and the record in one transaction, refused (429) over the pending
         bounds. ``row`` is the whole record; nothing is written when anything refuses."""
-        async with self.engine.begin() as s:
-            await self._check_bounds(s, row["account_id"], bounds)
-            await self.ledger.hold(s, row["id"], row["account_id"], row["key_id"], amount, ttl)
-            await s.execute(insert(_requests).values(**row))
-
-    async def _check_bounds(self, s: AsyncSession, account_id: str, bounds: Bounds) -> None:
-        if not (bounds.per_account or bounds.total):
-            return
-        mine, total = (await s.execute(_PENDING_COUNTS, {"account": account_id})).one()
-        mine, total = int(mine or 0), int(total or 0)
-        if bounds.per_account and mine >= bounds.per_account:
-            raise TooManyPending(f"this account has {mine} generations queued or running "
-                                 f"(at most {bounds.per_account}); retry when one has finished",
-                                 retry_after=bounds.retry_after)
-        if bounds.total and total >= bounds.total:
-            raise TooManyPending(f"the server has {total} generations queued or running (at most "
-                                 f"{bounds.total}); retry later", retry_after=bounds.retry_after)
+        await self.tx.begin(_admit, row, amount, ttl, bounds)
 
     async def record_refusal(self, row: dict[str, Any]) -> None:
         """A request refused before it became a generation (bad input, no credit, …): one row."""
         if row.get("error") is not None:
             row["error"] = printable(row["error"], 1000)
-        async with self.engine.begin() as s:
-            await s.execute(insert(_requests), row)
+        await self.tx.begin(lambda s: s.execute(insert(_requests), row))
 
     # ------------------------------------------------------------ running
 
@@ -128,7 +113,7 @@ class GenerationStore:
                 .returning(RequestRecord)
             )
             if record is not None and deliveries is not None:
-                await add_deliveries(s, record.id, deliveries(record), now)
+                await s.run_sync(add_deliveries, record.id, deliveries(record), now)
         return record
 
     async def hand_back(self, request_id: str, owner: str) -> bool:
@@ -147,39 +132,18 @@ class GenerationStore:
                        attempts: Iterable[dict[str, Any]]) -> None:
         """Settlement: image rows, charge, final state, notifications and attempts, or nothing
         (``NotHeld``) when the lease or the reservation is no longer this run's."""
-        now = utcnow()
-        async with self.engine.begin() as s:
-            res = await s.execute(_FINISH, {"state": "done", "updated_at": now, "finished_at": now,
-                                            "price_micros": charge, **values, "b_rid": request_id, "b_owner": owner})
-            if res.rowcount != 1:
-                raise NotHeld("the generation's lease was taken over")
-            if not await self.ledger.close(s, request_id, "settled", charge, record_price=False):
-                raise NotHeld("the generation's reservation was released")
-            if images:
-                await s.execute(_INSERT_IMAGE, [_image_row(i) for i in images])
-            await add_deliveries(s, request_id, deliveries, now)
-            await _add_attempts(s, request_id, attempts, now)
+        await self.tx.begin(_complete, request_id, owner, charge, list(images), values, list(deliveries),
+                            list(attempts))
 
     async def fail(self, request_id: str, owner: str | None, values: dict[str, Any],
                    deliveries: Iterable[dict[str, Any]] = (), attempts: Iterable[dict[str, Any]] = (),
                    *, from_states: tuple[str, ...] = ("queued", *RUNNING_STATES)) -> bool:
         """The failure: refund (if still held), final state, notifications, attempts — only if the
         generation is still pending (and ``owner``'s, when given). False: someone else ended it."""
-        now = utcnow()
         if values.get("error") is not None:  # may quote outside text: never a NUL or a secret
             values["error"] = printable(values["error"], 1000)
-        cond = [_requests.c.id == request_id, _requests.c.state.in_(from_states)]
-        if owner is not None:
-            cond.append(_requests.c.owner == owner)
         try:
-            async with self.engine.begin() as s:
-                res = await s.execute(update(_requests).where(*cond)
-                                      .values(state="failed", updated_at=now, finished_at=now, resume=None, **values))
-                if res.rowcount != 1:
-                    raise NotHeld("someone else ended it")  # rolls back
-                await self.ledger.close(s, request_id, "refunded", 0, record_price=False)  # its price stays 0
-                await add_deliveries(s, request_id, deliveries, now)
-                await _add_attempts(s, request_id, attempts, now)
+            await self.tx.begin(_fail, request_id, owner, values, list(deliveries), list(attempts), from_states)
         except NotHeld:
             return False
         return True
@@ -263,7 +227,55 @@ class GenerationStore:
         return {state: int(n) for state, n in rows}
 
 
-async def _add_attempts(s: AsyncSession, request_id: str, attempts: Iterable[dict[str, Any]], now: datetime) -> None:
+# ------------------------------------------------------------ the transactions (synchronous: store.db.Transactions)
+
+
+def _admit(s: Any, row: dict[str, Any], amount: int, ttl: timedelta, bounds: Bounds) -> None:
+    if bounds.per_account or bounds.total:
+        mine, total = s.execute(_PENDING_COUNTS, {"account": row["account_id"]}).one()
+        mine, total = int(mine or 0), int(total or 0)
+        if bounds.per_account and mine >= bounds.per_account:
+            raise TooManyPending(f"this account has {mine} generations queued or running "
+                                 f"(at most {bounds.per_account}); retry when one has finished",
+                                 retry_after=bounds.retry_after)
+        if bounds.total and total >= bounds.total:
+            raise TooManyPending(f"the server has {total} generations queued or running (at most "
+                                 f"{bounds.total}); retry later", retry_after=bounds.retry_after)
+    ledger.hold(s, row["id"], row["account_id"], row["key_id"], amount, ttl)
+    s.execute(insert(_requests), row)
+
+
+def _complete(s: Any, request_id: str, owner: str, charge: int, images: list[StoredImage], values: dict[str, Any],
+              deliveries: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> None:
+    now = utcnow()
+    res = s.execute(_FINISH, {"state": "done", "updated_at": now, "finished_at": now, "price_micros": charge,
+                              **values, "b_rid": request_id, "b_owner": owner})
+    if res.rowcount != 1:
+        raise NotHeld("the generation's lease was taken over")
+    if not ledger.close(s, request_id, "settled", charge, record_price=False):
+        raise NotHeld("the generation's reservation was released")
+    if images:
+        s.execute(_INSERT_IMAGE, [_image_row(i) for i in images])
+    add_deliveries(s, request_id, deliveries, now)
+    _add_attempts(s, request_id, attempts, now)
+
+
+def _fail(s: Any, request_id: str, owner: str | None, values: dict[str, Any], deliveries: list[dict[str, Any]],
+          attempts: list[dict[str, Any]], from_states: tuple[str, ...]) -> None:
+    now = utcnow()
+    cond = [_requests.c.id == request_id, _requests.c.state.in_(from_states)]
+    if owner is not None:
+        cond.append(_requests.c.owner == owner)
+    res = s.execute(update(_requests).where(*cond)
+                    .values(state="failed", updated_at=now, finished_at=now, resume=None, **values))
+    if res.rowcount != 1:
+        raise NotHeld("someone else ended it")  # rolls back
+    ledger.close(s, request_id, "refunded", 0, record_price=False)  # its price stays 0
+    add_deliveries(s, request_id, deliveries, now)
+    _add_attempts(s, request_id, attempts, now)
+
+
+def _add_attempts(s: Any, request_id: str, attempts: Iterable[dict[str, Any]], now: datetime) -> None:
     rows = [{"request_id": request_id, "created_at": now, **a} for a in attempts]
     if rows:
-        await s.execute(insert(UpstreamAttempt.__table__), rows)
+        s.execute(insert(UpstreamAttempt.__table__), rows)

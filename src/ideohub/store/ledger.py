@@ -9,6 +9,7 @@ the database serialises writers on the row, there is no read-then-write window.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -113,27 +114,8 @@ class Ledger:
 
     async def hold(self, s: AsyncSession, request_id: str, account_id: str, key_id: str | None, amount: int,
                    ttl: timedelta) -> int:
-        """``reserve`` inside the caller's transaction (admission writes the record in the same one)."""
-        balance = await s.scalar(_HOLD, {"account": account_id, "amount": amount})
-        if balance is None:
-            have = await s.scalar(select(Account.balance_micros).where(Account.id == account_id))
-            if have is None:
-                raise NotFound(f"the key's account {account_id} does not exist")
-            raise PaymentRequired(
-                f"insufficient balance: this request costs ${micros_to_usd(amount)}, "
-                f"the account has ${micros_to_usd(have)}"
-            )
-        if key_id is not None:
-            committed = await s.scalar(_COMMIT_KEY, {"key": key_id, "amount": amount})
-            if committed is None:
-                raise PaymentRequired("this key's spending cap would be exceeded by this request")  # rolls back
-        now = utcnow()
-        await s.execute(_INSERT_RESERVATION, {
-            "request_id": request_id, "account_id": account_id, "key_id": key_id, "amount_micros": amount,
-            "state": "held", "created_at": now, "expires_at": now + ttl,
-        })
-        await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, "reserve", -amount, balance))
-        return balance
+        """``reserve`` inside the caller's transaction."""
+        return await s.run_sync(hold, request_id, account_id, key_id, amount, ttl)
 
     async def settle(self, request_id: str, charge: int) -> bool:
         """Charge ``charge`` (≤ the reservation) and return the rest. False if the reservation
@@ -174,26 +156,8 @@ class Ledger:
 
     async def close(self, s: AsyncSession, request_id: str, state: str, charge: int, *,
                     record_price: bool = True) -> bool:
-        """Settle (``state="settled"``), refund or release inside the caller's transaction;
-        False if the reservation is no longer held. ``record_price=False``: the caller writes the
-        request's ``price_micros`` itself, in its own update of the record."""
-        row = (await s.execute(_CLOSE, {"rid": request_id, "new_state": state})).first()
-        if row is None:
-            return False
-        account_id, key_id, amount = row
-        charge = max(0, min(charge, amount))
-        back = amount - charge
-        # the request's price before the balance: it locks only this request's row, so the
-        # account's row (hot when many requests share an account) is held one statement less
-        if record_price:
-            await s.execute(_PRICE, {"rid": request_id, "charge": charge})
-        balance = await s.scalar(_GIVE_BACK, {"account": account_id, "back": back})
-        if key_id is not None and back:
-            await s.execute(_UNCOMMIT_KEY, {"key": key_id, "back": back})
-        kind = {"settled": "settle", "refunded": "refund", "released": "release"}[state]
-        note = f"charged {charge}" if state == "settled" else None
-        await s.execute(_INSERT_ENTRY, self._row(account_id, key_id, request_id, kind, back, balance, note))
-        return True
+        """``close`` inside the caller's transaction."""
+        return await s.run_sync(close, request_id, state, charge, record_price)
 
     # ------------------------------------------------------------ reading
 
@@ -217,9 +181,61 @@ class Ledger:
         return LedgerEntry(account_id=account_id, key_id=key_id, request_id=request_id, kind=kind,
                            amount_micros=amount, balance_after=balance, note=note, created_at=utcnow())
 
-    @staticmethod
-    def _row(account_id: str, key_id: str | None, request_id: str | None, kind: str, amount: int, balance: int,
-             note: str | None = None) -> dict:
-        """A ledger row's values for ``_INSERT_ENTRY`` (what ``_entry`` is for the ORM)."""
-        return {"account_id": account_id, "key_id": key_id, "request_id": request_id, "kind": kind,
-                "amount_micros": amount, "balance_after": balance, "note": note, "created_at": utcnow()}
+
+
+# ------------------------------------------------------------ the two movements, on a synchronous connection
+# (inside a caller's transaction: the async Ledger methods run them with run_sync; the request path's
+# transactions (store.generations) run them with everything else the transaction writes)
+
+
+def hold(s: Any, request_id: str, account_id: str, key_id: str | None, amount: int, ttl: timedelta) -> int:
+    """Hold ``amount`` before any work; 402 if the balance or the key's cap cannot cover it."""
+    balance = s.scalar(_HOLD, {"account": account_id, "amount": amount})
+    if balance is None:
+        have = s.scalar(select(Account.balance_micros).where(Account.id == account_id))
+        if have is None:
+            raise NotFound(f"the key's account {account_id} does not exist")
+        raise PaymentRequired(
+            f"insufficient balance: this request costs ${micros_to_usd(amount)}, "
+            f"the account has ${micros_to_usd(have)}"
+        )
+    if key_id is not None:
+        committed = s.scalar(_COMMIT_KEY, {"key": key_id, "amount": amount})
+        if committed is None:
+            raise PaymentRequired("this key's spending cap would be exceeded by this request")  # rolls back
+    now = utcnow()
+    s.execute(_INSERT_RESERVATION, {
+        "request_id": request_id, "account_id": account_id, "key_id": key_id, "amount_micros": amount,
+        "state": "held", "created_at": now, "expires_at": now + ttl,
+    })
+    s.execute(_INSERT_ENTRY, _row(account_id, key_id, request_id, "reserve", -amount, balance))
+    return balance
+
+
+def close(s: Any, request_id: str, state: str, charge: int, record_price: bool = True) -> bool:
+    """Settle (``state="settled"``), refund or release; False if the reservation is no longer held.
+    ``record_price=False``: the caller writes the request's ``price_micros`` in its own update."""
+    row = (s.execute(_CLOSE, {"rid": request_id, "new_state": state})).first()
+    if row is None:
+        return False
+    account_id, key_id, amount = row
+    charge = max(0, min(charge, amount))
+    back = amount - charge
+    # the request's price before the balance: it locks only this request's row, so the
+    # account's row (hot when many requests share an account) is held one statement less
+    if record_price:
+        s.execute(_PRICE, {"rid": request_id, "charge": charge})
+    balance = s.scalar(_GIVE_BACK, {"account": account_id, "back": back})
+    if key_id is not None and back:
+        s.execute(_UNCOMMIT_KEY, {"key": key_id, "back": back})
+    kind = {"settled": "settle", "refunded": "refund", "released": "release"}[state]
+    note = f"charged {charge}" if state == "settled" else None
+    s.execute(_INSERT_ENTRY, _row(account_id, key_id, request_id, kind, back, balance, note))
+    return True
+
+
+def _row(account_id: str, key_id: str | None, request_id: str | None, kind: str, amount: int, balance: int,
+         note: str | None = None) -> dict:
+    """A ledger row's values for ``_INSERT_ENTRY`` (what ``Ledger._entry`` is for the ORM)."""
+    return {"account_id": account_id, "key_id": key_id, "request_id": request_id, "kind": kind,
+            "amount_micros": amount, "balance_after": balance, "note": note, "created_at": utcnow()}

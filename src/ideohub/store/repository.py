@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain.untrusted import printable
-from .db import create_engine_async, sessionmaker_for
+from .db import Transactions, create_engine_async, sessionmaker_for
 from ..domain.generations import PENDING_STATES
 from .models import Account, ApiKey, Delivery, IdempotencyKey, RequestRecord, StoredImage, UpstreamAttempt
 
@@ -51,15 +51,15 @@ _AUTHENTICATE = (
 )
 
 
-async def add_deliveries(s: Any, request_id: str, deliveries: Any, now: datetime) -> None:
-    """The outbox rows a state change owes, in the caller's transaction; a task callback supersedes
-    the pending ones of the same generation with a lower ``seq``."""
+def add_deliveries(s: Any, request_id: str, deliveries: Any, now: datetime) -> None:
+    """The outbox rows a state change owes, in the caller's transaction (a synchronous connection);
+    a task callback supersedes the pending ones of the same generation with a lower ``seq``."""
     for d in deliveries:
         if d["kind"] == "callback":
-            await s.execute(update(Delivery).where(
+            s.execute(update(Delivery).where(
                 Delivery.generation_id == d["generation_id"], Delivery.kind == "callback",
                 Delivery.state == "pending", Delivery.seq < d["seq"]).values(state="superseded"))
-        await s.execute(insert(Delivery).values(
+        s.execute(insert(Delivery).values(
             request_id=request_id, state="pending", attempts=0, next_attempt_at=now, created_at=now, **d))
 
 
@@ -67,6 +67,7 @@ class Repository:
     def __init__(self, engine: AsyncEngine, pepper: bytes) -> None:
         self.engine = engine
         self.session = sessionmaker_for(engine)
+        self.tx = Transactions(engine)  # the request path's statements (authentication here; store.generations)
         self._pepper = pepper
 
     @classmethod
@@ -74,6 +75,7 @@ class Repository:
         return cls(create_engine_async(url), pepper)
 
     async def close(self) -> None:
+        self.tx.dispose()
         await self.engine.dispose()
 
     # ------------------------------------------------------------ keys
@@ -124,8 +126,7 @@ class Repository:
         """The active key for this secret, or None. Not cached: a revoke takes effect at once,
         from any process (the CLI revokes while the server runs)."""
         digest = hash_key(self._pepper, plaintext)
-        async with self.engine.connect() as conn:  # one Core statement on every request: no ORM session work
-            found = (await conn.execute(_AUTHENTICATE, {"digest": digest})).first()
+        found = await self.tx.read(lambda conn: conn.execute(_AUTHENTICATE, {"digest": digest}).first())
         if found is None:
             return None
         fields = found._mapping
@@ -173,7 +174,7 @@ class Repository:
         async with self.session.begin() as s:
             await s.execute(update(RequestRecord).where(RequestRecord.id == request_id)
                             .values(state=state, updated_at=now, **values))
-            await add_deliveries(s, request_id, deliveries, now)
+            await s.run_sync(add_deliveries, request_id, deliveries, now)
 
     async def get_generation(self, generation_id: str) -> RequestRecord | None:
         async with self.session() as s:
