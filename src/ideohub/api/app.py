@@ -244,7 +244,10 @@ async def serve_image(request: Request, name: str) -> Response:
 
 async def healthz(request: Request) -> JSONResponse:
     state: AppState = request.app.state.ideohub
-    return JSONResponse({"status": "ok", "version": __version__, "engines": sorted(o.value for o in state.service.engines)})
+    dispatch = state.service.dispatch
+    execution = "in-process" if dispatch.inline else "queue"  # with the queue, `ideohub worker`s run the engines
+    return JSONResponse({"status": "ok", "version": __version__, "execution": execution,
+                         "engines": sorted(o.value for o in state.service.engines)})
 
 
 async def metrics_endpoint(request: Request) -> Response:

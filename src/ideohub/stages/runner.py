@@ -110,8 +110,8 @@ class Runner:
         if not record.resume:
             raise Abandoned("the generation's inputs were not staged (its caller ran it and stopped)")
         request = from_document(record.resume, files)
-        account = await self.ledger.get_account(record.account_id or DEFAULT_ACCOUNT)
-        quote = self.prices.quote(request, account.group_name if account else "default")
+        group = await self.store.account_group(record.account_id or DEFAULT_ACCOUNT)
+        quote = self.prices.quote(request, group or "default")
         job = job_shell(record)
         job.request, job.quote, job.staged = request, quote, list(files)
         job.resumable = True

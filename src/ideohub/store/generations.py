@@ -29,11 +29,12 @@ from ..domain.untrusted import printable
 from . import ledger
 from .db import Transactions
 from .ledger import Ledger
-from .models import RequestRecord, StoredImage, UpstreamAttempt
+from .models import Account, RequestRecord, StoredImage, UpstreamAttempt
 from .repository import add_deliveries, utcnow
 
 _requests = RequestRecord.__table__
 _images = StoredImage.__table__
+_accounts = Account.__table__
 RUNNING_STATES = ("running", "stored", "received")  # "stored"/"received": rows from before issue 9
 
 # the per-request statements, built once (as store.ledger's): no statement construction per request
@@ -45,6 +46,9 @@ _PENDING_COUNTS = select(
 _FINISH = update(_requests).where(_requests.c.id == bindparam("b_rid"), _requests.c.owner == bindparam("b_owner"),
                                   _requests.c.state.in_(RUNNING_STATES))
 _INSERT_IMAGE = insert(_images)
+
+
+_RECORD_ATTRS = [(prop.key, prop.columns[0].name) for prop in RequestRecord.__mapper__.column_attrs]
 
 
 def _image_row(image: StoredImage) -> dict[str, Any]:
@@ -98,23 +102,13 @@ class GenerationStore:
         (heartbeat before ``stale_before``). None when it is not claimable: finished, running under a
         live lease, or queued since before ``queued_after`` (waited too long: the reconciler fails
         it). ``deliveries(record)`` gives the notifications the start owes. For a queued generation
-        ``heartbeat_at`` is when it (re-)entered the queue."""
-        now = utcnow()
-        queued = _requests.c.state == "queued"
-        if queued_after is not None:
-            queued = queued & (_requests.c.heartbeat_at >= queued_after)
-        claimable = queued | (_requests.c.state.in_(RUNNING_STATES) & (_requests.c.heartbeat_at < stale_before))
-        async with self.session.begin() as s:
-            record = await s.scalar(
-                update(RequestRecord)
-                .where(RequestRecord.generation_id == generation_id, claimable)
-                .values(state="running", owner=owner, heartbeat_at=now, started_at=now, updated_at=now,
-                        runs=func.coalesce(RequestRecord.runs, 0) + 1)
-                .returning(RequestRecord)
-            )
-            if record is not None and deliveries is not None:
-                await s.run_sync(add_deliveries, record.id, deliveries(record), now)
-        return record
+        ``heartbeat_at`` is when it (re-)entered the queue. The record comes back detached."""
+        return await self.tx.begin(_claim, generation_id, owner, stale_before, deliveries, queued_after)
+
+    async def account_group(self, account_id: str) -> str | None:
+        """The account's price group (None: no such account), to quote a generation a worker runs."""
+        return await self.tx.read(lambda c: c.scalar(select(_accounts.c.group_name)
+                                                      .where(_accounts.c.id == account_id)))
 
     async def hand_back(self, request_id: str, owner: str) -> bool:
         """A running generation this process stops holding (shutdown): queued again, for any worker."""
@@ -273,6 +267,25 @@ def _fail(s: Any, request_id: str, owner: str | None, values: dict[str, Any], de
     ledger.close(s, request_id, "refunded", 0, record_price=False)  # its price stays 0
     add_deliveries(s, request_id, deliveries, now)
     _add_attempts(s, request_id, attempts, now)
+
+
+def _claim(s: Any, generation_id: str, owner: str, stale_before: datetime, deliveries: Any,
+           queued_after: datetime | None) -> RequestRecord | None:
+    now = utcnow()
+    queued = _requests.c.state == "queued"
+    if queued_after is not None:
+        queued = queued & (_requests.c.heartbeat_at >= queued_after)
+    claimable = queued | (_requests.c.state.in_(RUNNING_STATES) & (_requests.c.heartbeat_at < stale_before))
+    row = s.execute(update(_requests).where(_requests.c.generation_id == generation_id, claimable)
+                    .values(state="running", owner=owner, heartbeat_at=now, started_at=now, updated_at=now,
+                            runs=func.coalesce(_requests.c.runs, 0) + 1)
+                    .returning(*_requests.columns)).first()
+    if row is None:
+        return None
+    record = RequestRecord(**{attr: row._mapping[col] for attr, col in _RECORD_ATTRS})
+    if deliveries is not None:
+        add_deliveries(s, record.id, deliveries(record), now)
+    return record
 
 
 def _add_attempts(s: Any, request_id: str, attempts: Iterable[dict[str, Any]], now: datetime) -> None:
