@@ -41,8 +41,10 @@ async def measure(url: str | None, requests: int, data_dir: Path) -> tuple[float
     from ideohub.store.repository import Repository, new_id
 
     print(f"  ideohub from {Path(ideohub.__file__).parent}", file=sys.stderr)
-    overrides = {"max_pending_per_account": 0} if "max_pending_per_account" in load_settings.__globals__[
-        "Settings"].model_fields else {}
+    fields = load_settings.__globals__["Settings"].model_fields  # (what the checkout being measured knows)
+    overrides: dict[str, object] = {"max_pending_per_account": 0} if "max_pending_per_account" in fields else {}
+    if "secret_key" in fields:  # rounds share the database, so they share its master secret
+        overrides["secret_key"] = "bench-stages-master-secret-0123456789abcdef"
     settings = load_settings(data_dir=data_dir, database_url=url, **overrides)
     db.upgrade(settings.db_url)
     secrets = Secrets.load(settings)
