@@ -116,6 +116,8 @@ class Worker:
         try:
             while not stop.is_set():
                 await slots.acquire()
+                # the next read takes as many messages as there are free slots (one round trip for a burst)
+                broker.count = max(1, self.settings.worker_concurrency - len(self._tasks))
                 nxt = asyncio.ensure_future(messages.__anext__())
                 await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 if not nxt.done():

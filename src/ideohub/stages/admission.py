@@ -93,7 +93,7 @@ class Admission:
                 job.leased = True
             if callable(inline_owner):
                 inline_owner = inline_owner()
-            resume = await self.stage(job) if inline_owner is None else None
+            resume = await self.stage(job, group) if inline_owner is None else None
             await self.store.admit(self.record(job, resume, inline_owner), amount=quote.total_micros,
                                    ttl=self.queued_ttl if inline_owner is None else self.inline_ttl,
                                    bounds=self.bounds)
@@ -118,16 +118,17 @@ class Admission:
             "runs": 1 if running else 0,
         }
 
-    async def stage(self, job: Job) -> dict[str, Any]:
-        """The request as a document for the record, its uploads in storage (never in a queue
-        message); deleted at settlement."""
+    async def stage(self, job: Job, group: str | None = None) -> dict[str, Any]:
+        """The request as a document for the record (with the account's price group it was quoted
+        in, so the worker quotes it the same without reading the account), its uploads in storage
+        (never in a queue message); deleted at settlement."""
         doc, files = to_document(
             job.request, lambda n, image: f"in-{job.generation_id}-{n}.{EXTENSIONS.get(image.media_type, 'png')}")
         for name, data in files.items():
             await self.storage.put(name, data)
             job.staged.append(name)
         job.resumable = True
-        return doc
+        return {**doc, "price_group": group} if group is not None else doc
 
     async def release(self, job: Job) -> None:
         """What admission took for a job: the key's images lease; its staged inputs when asked."""

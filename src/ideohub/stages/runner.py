@@ -110,7 +110,7 @@ class Runner:
         if not record.resume:
             raise Abandoned("the generation's inputs were not staged (its caller ran it and stopped)")
         request = from_document(record.resume, files)
-        group = await self.store.account_group(record.account_id or DEFAULT_ACCOUNT)
+        group = record.resume.get("price_group") or await self.store.account_group(record.account_id or DEFAULT_ACCOUNT)
         quote = self.prices.quote(request, group or "default")
         job = job_shell(record)
         job.request, job.quote, job.staged = request, quote, list(files)
@@ -133,7 +133,7 @@ class Runner:
                 await self.storage.delete(name)
             await self.storage.delete_prefix(f"{job.generation_id}-")
             await self.limiter.release_images(job.key_id, job.request_id)
-            await self.publish(job.generation_id)
+            await self._ended(job)
         return ended
 
     # ------------------------------------------------------------ the stages
@@ -181,6 +181,12 @@ class Runner:
             if job.leased:
                 job.leased = False
                 await self.limiter.release_images(job.key_id, job.request_id)
+            await self._ended(job)
+
+    async def _ended(self, job: Job) -> None:
+        """Wake the generation's waiters: only a synchronous caller (or an idempotent retry of one)
+        waits for an end; an asynchronous generation is polled or told by webhook."""
+        if job.submission.mode is Mode.SYNC:
             await self.publish(job.generation_id)
 
 
