@@ -150,8 +150,7 @@ class Runtime:
             if s.queue_url:
                 from .dispatch.redis import RedisDispatch
 
-                dispatch = RedisDispatch(s.queue_url, idle_timeout_s=s.stale_after_s,
-                                         answer_within_s=s.max_queue_wait_s + s.request_timeout_s)
+                dispatch = RedisDispatch(s.queue_url, idle_timeout_s=s.stale_after_s)
             self._built["dispatch"] = dispatch
         return self._built["dispatch"]
 

@@ -62,10 +62,11 @@ class Replayed(IdeohubError):
     """A generation's recorded failure, answered to a caller who did not run it (an
     ``Idempotency-Key`` retry, or a synchronous caller whose generation ran on a worker)."""
 
+    title = ""  # the problem handler's title for ``status`` (api.problems)
+
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
-        self.title = _TITLES.get(status, "Error")
 
 
 class IdempotencyConflict(IdeohubError):
@@ -73,10 +74,6 @@ class IdempotencyConflict(IdeohubError):
     title = "Conflict"
 
 
-_TITLES = {400: "Bad Request", 402: "Payment Required", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-           413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
-           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-           504: "Gateway Timeout"}
 
 
 class Service:

@@ -108,7 +108,7 @@ def create_app(settings: Settings, engines: dict | None = None,
         webhooks.start()
         loops = [asyncio.create_task(every(settings.sweep_interval_s, lambda: _sweep(state), "sweeper")),
                  asyncio.create_task(every(settings.heartbeat_s, state.service.heartbeat, "generation heartbeat")),
-                 asyncio.create_task(every(settings.reconcile_interval_s, lambda: _reconcile(state), "reconciler")),
+                 asyncio.create_task(every(settings.reconcile_interval_s, state.service.take_over, "reconciler")),
                  state.secrets.start()]  # rotations by the CLI or another process reach this one within ~1 s
         try:
             yield
@@ -278,9 +278,3 @@ async def _sweep(state: AppState) -> None:
     removed = await state.service.sweep()
     if removed:
         log.info('{"sweeper": "deleted expired images", "count": %d}', removed)
-
-
-async def _reconcile(state: AppState) -> None:
-    """Generations of a process that stopped beating are taken over, those queued too long end,
-    those maybe lost by the queue are enqueued again (at start-up too: ``reconciler``)."""
-    await state.service.take_over()

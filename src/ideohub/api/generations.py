@@ -110,13 +110,15 @@ for _path in POLL_PATHS:
 async def refresh_metrics(state: Any, now: datetime | None = None) -> None:
     """Pending generations and the oldest one's age, from one query over the pending states
     (it reads the ``state`` index: cheap however many finished records are kept)."""
-    count, oldest = await state.repo.pending_generations()
+    by_state = await state.service.store.pending_counts()
+    count = sum(n for n, _oldest in by_state.values())
+    queued = by_state.get("queued", (0, None))[0]
     state.metrics.generations_pending.set(count)
+    state.metrics.queue_depth.set(queued)
+    state.metrics.generations_running.set(count - queued)
+    oldest = min((o for _n, o in by_state.values()), default=None)
     age = ((now or utcnow()) - oldest).total_seconds() if oldest is not None else 0.0
     state.metrics.oldest_pending_generation.set(max(0.0, age))
-    by_state = await state.service.store.pending_counts()
-    state.metrics.queue_depth.set(by_state.get("queued", 0))
-    state.metrics.generations_running.set(count - by_state.get("queued", 0))
     live = getattr(state.service.dispatch, "live_workers", None)
     if live is not None:  # the fleet's queue: workers whose heartbeat is current, per operation
         for operation, n in (await live()).items():

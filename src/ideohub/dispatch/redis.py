@@ -111,12 +111,11 @@ def parse_message(data: bytes | str) -> tuple[str, Operation] | None:
 class RedisDispatch:
     inline = False
 
-    def __init__(self, url: str, *, idle_timeout_s: float, answer_within_s: float) -> None:
+    def __init__(self, url: str, *, idle_timeout_s: float) -> None:
         self.url = url
         self.broker = make_broker(url, list(Operation), idle_timeout_s=idle_timeout_s)
         self.redis = Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         self.waiters = Waiters()
-        self.answer_within_s = answer_within_s
         self._listener: asyncio.Task[None] | None = None
         self._serves: dict[Operation, tuple[float, bool]] = {}  # cached for a second
         self._started = False

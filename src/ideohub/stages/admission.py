@@ -5,6 +5,7 @@ in one transaction. A refused request leaves one failed record and nothing else.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from ..store.repository import Repository, utcnow
 from .delivery import EXTENSIONS
 from .job import Job
 
+log = logging.getLogger("ideohub.admission")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 Parse = Callable[[], Awaitable[tuple[CanonicalRequest, Submission]]]
 
@@ -148,9 +150,7 @@ class Admission:
                 "price_micros": 0, "status_code": status, "error": error,
                 "latency_ms": (time.perf_counter() - started) * 1000})
         except Exception:  # never mask the refusal itself
-            import logging
-
-            logging.getLogger("ideohub.admission").exception("could not record the refusal of %s", request_id)
+            log.exception("could not record the refusal of %s", request_id)
 
     async def _group(self, key: ApiKey, account_id: str) -> str:
         """The account's price group: read with the key when it was authenticated."""

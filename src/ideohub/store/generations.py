@@ -29,8 +29,8 @@ from ..domain.untrusted import printable
 from . import ledger
 from .db import Transactions
 from .ledger import Ledger
-from .models import Account, RequestRecord, StoredImage, UpstreamAttempt
-from .repository import add_deliveries, utcnow
+from .models import Account, RequestRecord, Reservation, StoredImage, UpstreamAttempt
+from .repository import _aware, add_deliveries, utcnow
 
 _requests = RequestRecord.__table__
 _images = StoredImage.__table__
@@ -156,8 +156,6 @@ class GenerationStore:
 
     async def heartbeat(self, owner: str, reservation_ttl_s: float) -> None:
         """``owner`` is alive: its running generations' leases renewed, their money held longer."""
-        from .models import Reservation
-
         now = utcnow()
         mine = select(_requests.c.id).where(_requests.c.owner == owner, _requests.c.state.in_(RUNNING_STATES))
         async with self.session.begin() as s:
@@ -212,13 +210,14 @@ class GenerationStore:
                                           updated_at=now))
             return res.rowcount == 1
 
-    async def pending_counts(self) -> dict[str, int]:
-        """Generations by pending state (queue depth and running), for the metrics."""
+    async def pending_counts(self) -> dict[str, tuple[int, datetime]]:
+        """Generations by pending state — how many, and when the oldest was created — for the
+        metrics (one grouped query over the ``state`` index)."""
         async with self.session() as s:
-            rows = (await s.execute(select(_requests.c.state, func.count()).where(
+            rows = (await s.execute(select(_requests.c.state, func.count(), func.min(_requests.c.created_at)).where(
                 _requests.c.state.in_(PENDING_STATES), _requests.c.generation_id.is_not(None))
                 .group_by(_requests.c.state))).all()
-        return {state: int(n) for state, n in rows}
+        return {state: (int(n), _aware(oldest)) for state, n, oldest in rows}
 
 
 # ------------------------------------------------------------ the transactions (synchronous: store.db.Transactions)

@@ -8,13 +8,12 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain.untrusted import printable
 from .db import Transactions, create_engine_async, sessionmaker_for
-from ..domain.generations import PENDING_STATES
 from .models import Account, ApiKey, Delivery, IdempotencyKey, RequestRecord, StoredImage, UpstreamAttempt
 
 KEY_PREFIX = "ih_"
@@ -186,14 +185,6 @@ class Repository:
         async with self.session() as s:
             q = select(RequestRecord).where(RequestRecord.generation_id.in_(generation_ids))
             return list((await s.scalars(q)).all())
-
-    async def pending_generations(self) -> tuple[int, datetime | None]:
-        """How many generations are pending (every process's), and when the oldest was created."""
-        async with self.session() as s:
-            count, oldest = (await s.execute(
-                select(func.count(), func.min(RequestRecord.created_at))
-                .where(RequestRecord.state.in_(PENDING_STATES), RequestRecord.generation_id.is_not(None)))).one()
-        return int(count), _aware(oldest) if oldest is not None else None
 
     async def claim_idempotency(self, account_id: str, key: str, fingerprint: str, request_id: str,
                                 ttl: timedelta) -> tuple[str, str] | None:
