@@ -29,6 +29,8 @@ from ideohub.domain.operations import Operation
 PINNED_SHA256 = {
     spec.OFFICIAL: "69fca7f3d360c995b1cd7656af4d20842ac68620671a0b4dacb3c6d5aeb40f8f",
     spec.MID_2026: "f69c9da2ec85596bdf1a78f5c6c87385ac17b61a1618c3c62f291c96ded8c8eb",
+    # the October-2026 extract (qmediat/ideogram-mcp@e312b2341395bb7db7c20f56036cb48cee17e863 spec/openapi.json)
+    spec.OCT_2026: "2ad9eb6b673960c67f1dcb5a316cb408574f99ffb2809a3a75ae5ae7e7829fcb",
 }
 KEEPS_INPUT_SIZE = {Operation.V3_EDIT, Operation.V3_INPAINT, Operation.V3_REPLACE_BACKGROUND}
 
@@ -99,3 +101,33 @@ def validate_response(body: dict[str, Any], op: Operation, input_size: str | Non
                 assert item["resolution"] == input_size
             item["resolution"] = "1024x1024"  # the named exception: any WxH, here the input's
     validator(schema_name(op)).validate(body)
+
+
+# ---------------------------------------------------------------- 4.0 and /v2 (the October-2026 extract first)
+
+_NEWEST_FIRST = (spec.OCT_2026, spec.MID_2026, spec.OFFICIAL)
+
+
+def _document_with(path: str) -> str:
+    for name in _NEWEST_FIRST:
+        if path in document(name)["paths"]:
+            return name
+    raise KeyError(f"no vendored document declares {path}")
+
+
+def path_response_validator(path: str, method: str = "post", status: str = "200") -> jsonschema.Validator:
+    """The response schema of ``path`` in the newest vendored document that declares it."""
+    name = _document_with(path)
+    schema = document(name)["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    return _validator(name, schema["$ref"].rsplit("/", 1)[1])
+
+
+def path_request_validator(path: str, media_type: str) -> jsonschema.Validator:
+    name = _document_with(path)
+    content = document(name)["paths"][path]["post"]["requestBody"]["content"][media_type]
+    return _validator(name, content["schema"]["$ref"].rsplit("/", 1)[1])
+
+
+def component_validator(schema_name: str) -> jsonschema.Validator:
+    """A component of the October-2026 extract (PriceQuote, GenerationErrorResponse, GenerationResponse …)."""
+    return _validator(spec.OCT_2026, schema_name)

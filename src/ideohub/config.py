@@ -55,9 +55,12 @@ class Settings(BaseSettings):
     max_input_pixels: int = 4096 * 4096
 
     # engines: operation name (e.g. "upscale", "v3-generate") → engine name; see engines.registry
-    engines: dict[str, str] = Field(default_factory=lambda: {"upscale": "local-upscaler", "*": "relay"})
+    engines: dict[str, str] = Field(default_factory=lambda: {"upscale": "local-upscaler",
+                                                             "v2-upscale-auto": "local-upscaler", "*": "relay"})
     upscale_model: str | None = None  # default: ncnn_upscaler.DEFAULT_MODEL
     upscale_tile: int = 256
+    upscale_allow_x8: bool = False  # /v2 upscale x8 on the local upscaler (three passes of an x2 model)
+    max_output_pixels: int = 8192 * 8192  # the largest image the local upscaler may produce (/v2 x4, x8)
     upscale_threads: int | None = None  # ncnn threads per worker; default: all cores
     model_dir: Path | None = None  # operator-supplied weights (param/bin files)
 

@@ -21,7 +21,7 @@ from .config import Settings
 from .domain.errors import DeadlineExceeded, IdeohubError
 from .domain.generations import PENDING_STATES, Mode, Submission
 from .domain.operations import CanonicalRequest, Operation
-from .domain.prices import PriceTable
+from .domain.prices import PriceTable, Quote
 from .engines.base import WorkerPool
 from .engines.registry import engine_names
 from .gate.limits import Limiter, MemoryLimiter
@@ -56,6 +56,7 @@ class Submitted:
     submission: Submission
     created_at: datetime
     outcome: Outcome | None = None
+    request: CanonicalRequest | None = None  # as admitted (its seed fixed); None for a replay
 
 
 class Replayed(IdeohubError):
@@ -185,12 +186,17 @@ class Service:
             if on_admitted is not None:
                 on_admitted(job.generation_id)
             outcome = await self.runner.run_admitted(job, render)
-            return Submitted(job.generation_id, request_id, job.submission, job.created_at, outcome)
+            return Submitted(job.generation_id, request_id, job.submission, job.created_at, outcome, job.request)
         return await self._queue(job, render, on_admitted)
+
+    async def quote(self, operation: Operation, parse: Callable[[], Awaitable[tuple[CanonicalRequest, Submission]]],
+                    key: ApiKey, request_id: str) -> Quote:
+        """A dry run: validated and priced exactly as the request would be, nothing run or reserved."""
+        return await self.admission.quote(operation, parse, key, request_id)
 
     async def _queue(self, job: Job, render: Callable[[Outcome], bytes] | None,
                      on_admitted: Callable[[str], None] | None) -> Submitted:
-        submitted = Submitted(job.generation_id, job.request_id, job.submission, job.created_at)
+        submitted = Submitted(job.generation_id, job.request_id, job.submission, job.created_at, request=job.request)
         if on_admitted is not None:
             on_admitted(job.generation_id)
         async with self.dispatch.waiting(job.generation_id) as ended:  # subscribed before the enqueue

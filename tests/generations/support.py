@@ -122,6 +122,24 @@ def poll_until(srv: Running, generation_id: str, status: str, key: str | None = 
         time.sleep(0.02)
 
 
+def as_answered(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A completed ``GenerationResponse``'s items as the synchronous answer had them: each polled
+    item also carries its ``object_type`` and, when it was stored, the ``asset_id`` that names its
+    file in our signed URL (October 2026's ``ImageGenerationObject``)."""
+    items = []
+    for item in body["data"]:
+        item = dict(item)
+        kind = item.pop("object_type")
+        assert kind == ("image.generation" if "prompt" in item and "seed" in item else "image.without-prompt-or-seed")
+        asset = item.pop("asset_id", None)
+        if item.get("url"):
+            assert asset is not None and f"/images/{asset}." in item["url"]
+        else:
+            assert asset is None
+        items.append(item)
+    return items
+
+
 def check_generation_response(body: dict[str, Any]) -> None:
     """Ideogram's ``GenerationResponse`` (the vendored July-2026 document) and its ``x-drop-nulls``:
     absent fields are left out, never null; what each status carries."""

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from .. import __version__
 from ..config import Settings
 from ..domain.errors import Forbidden, IdeohubError, InvalidRequest, NotFound, Unauthorized
+from ..domain.operations import SpecRequest
 from ..engines.base import WorkerPool
 from ..observability import Metrics
 from ..media.decode import ImageLimits
@@ -40,7 +41,8 @@ from .admin import router as admin_router
 from .jwks import router as jwks_router
 from .auth import authenticate, bearer_matches
 from .body_limits import BodyLimitMiddleware
-from .dialects import ENDPOINTS, Endpoint, all_paths, image_paths
+from .assets import resolve_assets
+from .dialects import Endpoint, all_endpoints, all_paths, image_paths
 from .dialects.intake import IntakeLimits, read_fields
 from . import generations, tasks
 from .submission import read_submission, wants_task_dialect
@@ -48,7 +50,7 @@ from ..notify.targets import TargetPolicy
 from .middleware import RequestContextMiddleware
 from .openapi import install_openapi
 from .problems import http_error_handler, ideohub_error_handler, unhandled_error_handler, validation_error_handler
-from .responses import render_json
+from .responses import acknowledgement, price_quote, render_json
 
 log = logging.getLogger("ideohub.api")
 
@@ -136,7 +138,7 @@ def create_app(settings: Settings, engines: dict | None = None,
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
 
-    for endpoint in ENDPOINTS.values():
+    for endpoint in all_endpoints():
         for path in all_paths(endpoint):
             app.add_api_route(
                 path,
@@ -176,7 +178,10 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
                 parsed = endpoint.parse(fields)
             else:  # uploads are decoded and checked: off the event loop
                 parsed = await anyio.to_thread.run_sync(endpoint.parse, fields)
-            submission = await read_submission(fields, request.query_params, state.targets)
+            if isinstance(parsed, SpecRequest):  # RESPONSE assets: our own results, read back as uploads
+                parsed = await resolve_assets(parsed, state.repo, state.storage, key, state.limits.images)
+            submission = await read_submission(fields, request.query_params, state.targets,
+                                               always_async=endpoint.always_async)
             if state.settings.log_prompts and parsed.prompt_text:
                 request.state.prompt = parsed.prompt_text
             return parsed, submission
@@ -184,6 +189,9 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
         def admitted(generation_id: str) -> None:
             request.state.generation_id = generation_id
 
+        if _dry_run(request, endpoint):
+            quote = await state.service.quote(endpoint.operation, parse, key, request.state.request_id)
+            return JSONResponse(price_quote(quote))
         submitted = await state.service.submit(endpoint.operation, parse, key, request.state.request_id,
                                                idempotency_key=idempotency_key, on_admitted=admitted)
         if submitted.outcome is not None:
@@ -192,10 +200,22 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
             return Response(submitted.outcome.body, media_type="application/json")
         if submitted.submission.task_dialect:
             return tasks.submitted(request.state.request_id, submitted.generation_id, submitted.created_at)
-        return JSONResponse({"generation_id": submitted.generation_id})
+        return JSONResponse(acknowledgement(endpoint.operation, submitted.generation_id, submitted.request))
 
     handler.__name__ = f"post_{endpoint.operation.value.replace('-', '_')}"
     return handler
+
+
+def _dry_run(request: Request, endpoint: Endpoint) -> bool:
+    """``?dry_run=true``: a price quote instead of a generation (Ideogram's on /v2; ours elsewhere)."""
+    raw = request.query_params.get("dry_run")
+    if raw is None or raw.strip().lower() in ("false", "0", ""):
+        return False
+    if raw.strip().lower() not in ("true", "1"):
+        raise InvalidRequest("dry_run", "must be true or false")
+    if not endpoint.quotable:
+        raise InvalidRequest("dry_run", f"{endpoint.path} has no price quotes (describe and magic prompt run at once)")
+    return True
 
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

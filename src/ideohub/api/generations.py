@@ -16,6 +16,7 @@ The task dialect's queries (``api.tasks``) read the same records through the sam
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,25 @@ async def find_own(repo: Repository, key: ApiKey, generation_id: str, field: str
     return record
 
 
+_DOCUMENT_FIELDS = ("descriptions", "json_prompt", "aspect_ratio")
+_IMAGE_NAME = re.compile(r"/images/([A-Za-z0-9_-]{1,40})\.[a-z]{3,4}(?:\?|$)")
+
+
+def _with_asset_id(item: Any) -> Any:
+    """An image of a completed generation as October-2026's ``GenerationResponse`` lists it: its
+    ``object_type`` (``image.generation``, or ``image.without-prompt-or-seed`` for results that
+    have no prompt, such as an upscale or a cut-out) and its ``asset_id`` (the name of our stored
+    file, read from our own signed URL: what a /v2 request names to reuse it)."""
+    if not isinstance(item, dict):
+        return item
+    kind = "image.generation" if "prompt" in item and "seed" in item else "image.without-prompt-or-seed"
+    out = {"object_type": kind, **item}
+    match = _IMAGE_NAME.search(item["url"]) if isinstance(item.get("url"), str) else None
+    if match and "asset_id" not in item:
+        out = {"asset_id": match.group(1), **out}
+    return out
+
+
 def generation_response(record: RequestRecord) -> dict[str, Any]:
     """Ideogram's ``GenerationResponse`` for one record (fields in the spec's order)."""
     status = STATUS_OF_STATE.get(record.state, Status.PENDING)
@@ -77,11 +97,11 @@ def generation_response(record: RequestRecord) -> dict[str, Any]:
                             "created": _aware(record.created_at).isoformat()}
     if status is Status.COMPLETED:
         answer = json.loads(record.result) if record.result else {}
-        if "descriptions" in answer:  # describe: the synchronous answer's field (our extension)
-            body["descriptions"] = answer["descriptions"]
+        if "data" not in answer:  # describe and magic prompt: the synchronous answer's fields (our extension)
+            body.update({k: v for k, v in answer.items() if k in _DOCUMENT_FIELDS})
         else:
             body["response_type"] = "url"
-            body["data"] = answer.get("data", [])
+            body["data"] = [_with_asset_id(item) for item in answer["data"]]
         body["usage_cost_usd_micros"] = record.price_micros or 0
     elif status is Status.FAILED and record.failure_reason:
         body["failure_reason"] = record.failure_reason

@@ -33,11 +33,31 @@ def error_response(exc: IdeohubError) -> JSONResponse:
     return problem(exc.status, exc.detail, exc.title, headers)
 
 
-def in_dialect(scope_state: dict, path: str, response: JSONResponse, status: int, detail: str) -> JSONResponse:
-    """The error in the caller's dialect: the task dialect keeps its envelope; others as given."""
+def generation_error(response: JSONResponse, status: int, detail: str, max_inflight: int | None) -> JSONResponse:
+    """/v2's ``GenerationErrorResponse`` for 402 and 429: ``error`` (our message) and ``reject_reason``
+    — a balance or spending cap is ``insufficient_funds``; images in flight, rpm, pending bounds and
+    saturated channels are ``inflight_limit`` (with ``max_inflight_requests`` where a limit of
+    images in flight applies)."""
+    body: dict = {"error": detail, "reject_reason": "insufficient_funds" if status == 402 else "inflight_limit"}
+    if status == 429 and max_inflight:
+        body["max_inflight_requests"] = max_inflight
+    headers = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def is_v2_path(path: str) -> bool:
+    return path.startswith(("/v2/", "/ideogram/v2/"))
+
+
+def in_dialect(scope_state: dict, path: str, response: JSONResponse, status: int, detail: str,
+               max_inflight: int | None = None) -> JSONResponse:
+    """The error in the caller's dialect: the task dialect keeps its envelope; /v2's 402 and 429
+    are ``GenerationErrorResponse``; others as given."""
     from .tasks import error, is_task_path
 
     if scope_state.get("dialect") != "task" and not is_task_path(path):
+        if status in (402, 429) and is_v2_path(path):
+            return generation_error(response, status, detail, max_inflight)
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "www-authenticate")}
     return error(scope_state.get("request_id", ""), status, detail, headers or None)
@@ -45,7 +65,8 @@ def in_dialect(scope_state: dict, path: str, response: JSONResponse, status: int
 
 async def ideohub_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IdeohubError)
-    return in_dialect(request.scope.get("state", {}), request.url.path, error_response(exc), exc.status, exc.detail)
+    return in_dialect(request.scope.get("state", {}), request.url.path, error_response(exc), exc.status, exc.detail,
+                      getattr(exc, "max_inflight", None))
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

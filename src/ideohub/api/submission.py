@@ -38,9 +38,11 @@ def _url(value: object, name: str) -> str | None:
     return value.strip()
 
 
-async def read_submission(fields: Fields, query: QueryParams, targets: TargetPolicy) -> Submission:
+async def read_submission(fields: Fields, query: QueryParams, targets: TargetPolicy,
+                          always_async: bool = False) -> Submission:
+    """``always_async``: 4.0's ``/async/`` paths, which answer ``{"generation_id"}`` at once."""
     raw_async = _value(fields, query, "async")
-    asked_async = _flag(raw_async) if raw_async is not None else False
+    asked_async = (_flag(raw_async) if raw_async is not None else False) or always_async
     webhook = _url(_value(fields, query, "webhook_url"), "webhook_url")
     callback = _url(_value(fields, query, "callback_url"), "callback_url")
     if webhook and callback:

@@ -94,6 +94,10 @@ class RateLimited(Retryable):
     status = 429
     title = "Too Many Requests"
 
+    def __init__(self, detail: str, retry_after: int = 1, max_inflight: int | None = None) -> None:
+        super().__init__(detail, retry_after)
+        self.max_inflight = max_inflight  # the key's images-in-flight limit, when that is what was hit
+
 
 class Busy(Retryable):
     """The bounded worker queue is full: 503 with ``Retry-After`` instead of waiting without bound."""

@@ -45,31 +45,97 @@ _STYLE_CODE = re.compile(r"^[0-9A-Fa-f]{8}$")
 _CUSTOM_MODEL_URI = re.compile(r"^model/[^/\s]+/version/[^/\s]+$")
 
 
-class Operation(StrEnum):
-    GENERATE = "generate"
-    REMIX = "remix"
-    EDIT = "edit"
-    REFRAME = "reframe"
-    UPSCALE = "upscale"
-    DESCRIBE = "describe"
-    V3_GENERATE = "v3-generate"
-    V3_REMIX = "v3-remix"
-    V3_EDIT = "v3-edit"
-    V3_INPAINT = "v3-inpaint"
-    V3_REFRAME = "v3-reframe"
-    V3_REPLACE_BACKGROUND = "v3-replace-background"
-    V3_GENERATE_TRANSPARENT = "v3-generate-transparent"
+class Family(StrEnum):
+    """The API generations an endpoint belongs to; each has its own dialect and answer shapes."""
+
+    LEGACY = "legacy"  # /generate, /remix, … (2024)
+    V3 = "3.0"  # /v1/ideogram-v3/* (2025)
+    V4 = "4.0"  # /v1/ideogram-v4/*, /v1/ideogram-v45/* (2026)
+    V2 = "v2"  # /v2/image/{capability}/{model} (October 2026)
+
+
+# The /v2 API: one path per capability × model (Ideogram's October-2026 OpenAPI). Models of other
+# vendors that Ideogram resells are relayed only through a channel that declares them and only
+# with a price the operator set (``RESOLD_MODELS``); never substituted.
+V2_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "generate": ("auto", "ideogram-2", "ideogram-2a", "ideogram-3", "ideogram-3-character", "ideogram-3-custom-model",
+                 "ideogram-3-transparent", "ideogram-4", "ideogram-4-5", "ideogram-4-custom-model",
+                 "ideogram-4-transparent",
+                 "gpt-image-2", "gpt-image-2-5-flare", "gpt-image-2-5-sunburst", "nano-banana-2", "nano-banana-pro",
+                 "p-image-ideogram", "z-image"),
+    "remix": ("auto", "ideogram-3", "ideogram-3-character", "ideogram-3-custom-model", "ideogram-4"),
+    "inpaint": ("ideogram-3", "ideogram-3-character", "ideogram-3-custom-model"),
+    "reframe": ("ideogram-3", "nano-banana-2"),
+    "upscale": ("auto", "nano-banana-pro", "topaz-bloom-2", "topaz-redefine"),
+    "remove-background": ("ideogram-1",),
+    "replace-background": ("ideogram-3", "gpt-image-2"),
+    "describe": ("ideogram-3", "ideogram-4"),
+}
+RESOLD_MODELS = frozenset({"gpt-image-2", "gpt-image-2-5-flare", "gpt-image-2-5-sunburst", "nano-banana-2",
+                           "nano-banana-pro", "p-image-ideogram", "z-image", "topaz-bloom-2", "topaz-redefine"})
+
+_MEMBERS = [
+    ("GENERATE", "generate"), ("REMIX", "remix"), ("EDIT", "edit"), ("REFRAME", "reframe"), ("UPSCALE", "upscale"),
+    ("DESCRIBE", "describe"),
+    ("V3_GENERATE", "v3-generate"), ("V3_REMIX", "v3-remix"), ("V3_EDIT", "v3-edit"), ("V3_INPAINT", "v3-inpaint"),
+    ("V3_REFRAME", "v3-reframe"), ("V3_REPLACE_BACKGROUND", "v3-replace-background"),
+    ("V3_GENERATE_TRANSPARENT", "v3-generate-transparent"),
+    ("V4_GENERATE", "v4-generate"), ("V4_REMIX", "v4-remix"), ("V4_GENERATE_TRANSPARENT", "v4-generate-transparent"),
+    ("V4_MAGIC_PROMPT", "v4-magic-prompt"), ("V4_DESCRIBE", "v4-describe"), ("V45_GENERATE", "v45-generate"),
+    *[(f"V2_{cap}_{model}".upper().replace("-", "_"), f"v2-{cap}-{model}")
+      for cap, models in V2_CAPABILITIES.items() for model in models],
+]
+
+
+class _OperationBase(StrEnum):
+    """An endpoint's operation: what admission, engines, prices and channels key on. Values are
+    stable names (``generate``, ``v3-remix``, ``v4-generate``, ``v2-generate-ideogram-4``)."""
+
+    @property
+    def family(self) -> Family:
+        v = self.value
+        if v.startswith("v2-"):
+            return Family.V2
+        if v.startswith(("v4-", "v45-")):
+            return Family.V4
+        return Family.V3 if v.startswith("v3-") else Family.LEGACY
 
     @property
     def is_v3(self) -> bool:
-        return self.value.startswith("v3-")
+        return self.family is Family.V3
+
+    @property
+    def v2_parts(self) -> tuple[str, str]:
+        """(capability, model) of a /v2 operation."""
+        rest = self.value.removeprefix("v2-")
+        for cap in V2_CAPABILITIES:
+            if rest.startswith(cap + "-"):
+                return cap, rest[len(cap) + 1:]
+        raise ValueError(f"{self.value} is not a /v2 operation")
+
+    @property
+    def resold(self) -> bool:
+        """A model of another vendor that Ideogram resells (/v2 only)."""
+        return self.family is Family.V2 and self.v2_parts[1] in RESOLD_MODELS
 
     @property
     def official_path(self) -> str:
-        """The path on api.ideogram.ai, e.g. ``/upscale`` or ``/v1/ideogram-v3/generate``."""
-        if self.is_v3:
+        """The path on api.ideogram.ai, e.g. ``/upscale``, ``/v1/ideogram-v3/generate``,
+        ``/v1/ideogram-v45/generate`` or ``/v2/image/generate/ideogram-4``."""
+        family = self.family
+        if family is Family.V2:
+            cap, model = self.v2_parts
+            return f"/v2/image/{cap}/{model}"
+        if family is Family.V4:
+            version, _, rest = self.value.partition("-")
+            return f"/v1/ideogram-{version}/{rest}"
+        if family is Family.V3:
             return "/v1/ideogram-v3/" + self.value.removeprefix("v3-")
         return "/" + self.value
+
+
+# Built from the table above (the /v2 members follow V2_CAPABILITIES): Operation.V2_GENERATE_IDEOGRAM_4 …
+Operation = _OperationBase("Operation", _MEMBERS)  # type: ignore[call-arg]
 
 
 # ---------------------------------------------------------------- value objects
@@ -511,6 +577,81 @@ class V3GenerateTransparentRequest(CanonicalRequest):
         return size_for_aspect(self.aspect_ratio or AspectRatioV3.R_1x1)
 
 
+# ---------------------------------------------------------------- 4.0 and /v2 endpoints
+
+NamedImage = tuple[str, ImageInput]  # (wire field, image)
+# Fields that reach the operator's own upstream account, not the request: relayed only where the
+# channel allows it (``Channel.account_fields``).
+ACCOUNT_FIELDS = frozenset({"target_collection_id", "custom_model_uri", "magic_prompt_system_prompt_config_id"})
+SEEDLESS = frozenset({"v4-magic-prompt", "v4-describe"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpecRequest(CanonicalRequest):
+    """A request of the 4.0 and /v2 families, kept in its official wire form.
+
+    These families are many (a /v2 path per capability × model) and their schemas are Ideogram's
+    own: the dialect (``api.dialects.spec``) validates each body against the vendored official
+    request schema plus the rules a schema cannot say (``domain.spec_rules``), and the request
+    carries the validated fields as sent, so a relay forwards them faithfully and a local engine
+    reads them by their official names. ``num_images`` and ``seed`` mirror the fields of the same
+    name (admission fixes the seed; ``wire_params`` writes it back)."""
+
+    op: Operation
+    params: dict[str, Any] = field(default_factory=dict)  # every non-file field, JSON-typed
+    images: tuple[NamedImage, ...] = ()  # uploaded (or resolved) files, in field order
+
+    @property  # type: ignore[override]
+    def operation(self) -> Operation:  # type: ignore[override]
+        return self.op
+
+    @property
+    def has_seed(self) -> bool:
+        """Whether the endpoint has a ``seed`` field (admission fixes one only where it does)."""
+        if self.op.value in SEEDLESS:
+            return False
+        if self.op.family is Family.V2:
+            return self.op.v2_parts[0] not in ("describe", "remove-background")
+        return True
+
+    def image_inputs(self) -> list[tuple[str, ImageInput]]:
+        return list(self.images)
+
+    def wire_params(self) -> dict[str, Any]:
+        out = dict(self.params)
+        if self.seed is not None and self.has_seed:
+            out["seed"] = self.seed
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        out = self.wire_params()
+        for name, image in self.images:
+            out.setdefault(name, []).append(image.summary())
+        return out
+
+    @property
+    def prompt_text(self) -> str | None:
+        for name in ("prompt", "text_prompt"):
+            value = self.params.get(name)
+            if isinstance(value, str):
+                return value
+        return None
+
+    def image(self, name: str) -> ImageInput | None:
+        return next((image for field_name, image in self.images if field_name == name), None)
+
+    @property
+    def output_size(self) -> Size | None:
+        """The size asked for (a ``WxH`` resolution), else the input image's; None when neither says."""
+        resolution = self.params.get("resolution")
+        if isinstance(resolution, str):
+            width, _, height = resolution.partition("x")
+            if width.isdigit() and height.isdigit():
+                return Size(int(width), int(height))
+        image = self.image("image")
+        return image.size if image is not None else None
+
+
 REQUEST_TYPES: dict[Operation, type[CanonicalRequest]] = {
     t.operation: t
     for t in (
@@ -557,3 +698,11 @@ class ImageResult:
 @dataclass
 class DescribeResult:
     descriptions: list[str]
+
+
+@dataclass
+class JsonResult:
+    """A result that is a JSON document, not images: 4.0's magic prompt (``{json_prompt,
+    aspect_ratio}``) and describe (``{json_prompt}``), validated before it gets here."""
+
+    body: dict[str, Any]

@@ -47,7 +47,7 @@ def _local_upscaler(res: EngineResources) -> dict[Operation, Any]:
         model_dir=str(settings.model_dir) if settings.model_dir else None,
         safety=safety,
     )
-    return {Operation.UPSCALE: engine}
+    return {Operation.UPSCALE: engine, Operation.V2_UPSCALE_AUTO: engine}
 
 
 def _relay(res: EngineResources) -> dict[Operation, Any]:
@@ -78,6 +78,16 @@ def _relay(res: EngineResources) -> dict[Operation, Any]:
 
 
 FACTORIES: dict[str, EngineFactory] = {"local-upscaler": _local_upscaler, "relay": _relay}
+
+
+def _check_local_upscale(settings: Settings, request: Any) -> None:
+    from .local_upscaler import check_v2
+
+    check_v2(settings, request)
+
+
+# Checks an engine makes of a request at admission, before anything is reserved (engine name → check)
+ADMISSION_CHECKS: dict[str, Callable[[Settings, Any], None]] = {"local-upscaler": _check_local_upscale}
 
 
 class ConfigError(ValueError):

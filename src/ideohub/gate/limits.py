@@ -82,7 +82,7 @@ class MemoryLimiter:
         if used + images > limit:
             raise RateLimited(
                 f"this key may have {limit} images in flight; {used} are in flight and this request asks for {images}",
-                1,
+                1, max_inflight=limit,
             )
         leases[lease_id] = (images, now + self.lease_s)
         self._leases[key_id] = leases

@@ -183,7 +183,7 @@ class RedisLimiter:
         if not int(taken):
             raise RateLimited(
                 f"this key may have {limit} images in flight; {used} are in flight and this request asks for {images}",
-                1,
+                1, max_inflight=limit,
             )
 
     async def release_images(self, key_id: str, lease_id: str) -> None:

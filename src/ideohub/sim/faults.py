@@ -2,6 +2,9 @@
 
 One fault applies per request: the first queued entry whose scope and path match, and that
 still has uses left. ``count=None`` keeps an entry in force until the queue is cleared.
+Every served family matches the same way (``/v2/image/generate/ideogram-4``, ``v4-remix``,
+``/v2/image/*``); polls of async generations take "api" faults by their path
+(``/v2/generations/*``), as they have no operation.
 """
 
 from __future__ import annotations

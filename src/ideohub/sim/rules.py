@@ -1,12 +1,18 @@
 """What the sim checks beyond reading the body: the official schema (jsonschema), undeclared
 fields (strict mode), the uploaded images (Pillow), the cross-field rules the schema cannot
-express — written here from the API reference's validation checklist (§10), not taken from
-ideohub's domain — and the sizes of the images an accepted request produces.
+express — written here from the API reference's validation checklist (§10) and, for 4.0 and
+/v2, from the contract notes (§3–4: one of text_prompt/json_prompt, no FLASH yet, image_weight
+keeps the input's aspect, an upload xor its asset identifier), not taken from ideohub's domain —
+and the sizes of the images an accepted legacy or 3.0 request produces (``outputs`` has 4.0/v2).
+
+The sim holds no assets, so every ``*_asset_identifier(s)`` is the official 404: ideohub must
+turn its own stored results into uploads before relaying, and a leaked identifier shows here.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections import deque
 from typing import Any
@@ -15,7 +21,7 @@ import jsonschema
 from PIL import Image
 
 from ..domain.enums import AspectRatio, AspectRatioV3, Model
-from ..domain.operations import Operation
+from ..domain.operations import Family, Operation
 from ..domain.sizes import LEGACY_RESOLUTIONS, V3_RESOLUTIONS, Size, size_for_aspect
 from .intake import SimFile, SimInputError
 from .schema import BodySchema, flatten
@@ -29,6 +35,8 @@ _EDIT_MODELS = {"V_2", "V_2_TURBO"}
 _CUSTOM_MODEL_URI = re.compile(r"model/[^/\s]+/version/[^/\s]+")
 _UPSCALE_FACTORS = {"X1": 1, "X2": 2, "X4": 4}
 _IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_V4_PROMPTED = {Operation.V4_GENERATE, Operation.V45_GENERATE, Operation.V4_GENERATE_TRANSPARENT}
+_ASPECT_TOLERANCE = 0.02  # |log(ratio a / ratio b)|: 1024x1024 and 1000x1000 are one aspect, 4:3 and 3:2 are not
 
 
 def _join(path: str, key: Any) -> str:
@@ -110,18 +118,28 @@ def request_fields(op: Operation, values: dict[str, Any]) -> tuple[dict[str, Any
     return values, ""
 
 
-def check_rules(op: Operation, values: dict[str, Any], files: dict[str, list[SimFile]]) -> None:
+def check_rules(op: Operation, values: dict[str, Any], files: dict[str, list[SimFile]],
+                declared: frozenset[str] = frozenset()) -> None:
+    """The rules across fields of ``op``'s family; ``declared``: the body's top-level field names."""
     f, pre = request_fields(op, values)
-    if not op.is_v3:
+    family = op.family
+    if family is Family.LEGACY:
         _legacy_rules(op, f, pre)
-    else:
+    elif family is Family.V3:
         _v3_rules(f, files)
-    if op in (Operation.EDIT, Operation.V3_EDIT, Operation.V3_INPAINT):  # §10.5
-        image = files["image_file" if op is Operation.EDIT else "image"][0]
-        mask = files["mask"][0]
-        if (mask.width, mask.height) != (image.width, image.height):
-            raise SimInputError("mask", f"must be the same size as the image ({image.width}x{image.height}), "
-                                        f"not {mask.width}x{mask.height}")
+    elif family is Family.V4:
+        _v4_rules(op, f, files)
+    else:
+        _v2_rules(op, f, files, declared)
+    image = files.get("image") or files.get("image_file")
+    if image and files.get("mask"):  # §10.5: /edit, 3.0 edit and inpaint, /v2 inpaint
+        _same_size(image[0], files["mask"][0])
+
+
+def _same_size(image: SimFile, mask: SimFile) -> None:
+    if (mask.width, mask.height) != (image.width, image.height):
+        raise SimInputError("mask", f"must be the same size as the image ({image.width}x{image.height}), "
+                                    f"not {mask.width}x{mask.height}")
 
 
 def _legacy_rules(op: Operation, f: dict[str, Any], pre: str) -> None:
@@ -165,6 +183,77 @@ def _v3_rules(f: dict[str, Any], files: dict[str, list[SimFile]]) -> None:
     uri = f.get("custom_model_uri")
     if isinstance(uri, str) and not _CUSTOM_MODEL_URI.fullmatch(uri):
         raise SimInputError("custom_model_uri", "must have the form model/<model_name>/version/<version_name>")
+
+
+# ---------------------------------------------------------------- 4.0 and /v2: the contract's §3–4
+
+
+def _v4_rules(op: Operation, f: dict[str, Any], files: dict[str, list[SimFile]]) -> None:
+    if op in _V4_PROMPTED:  # §3.1: "Supply exactly one of text_prompt or json_prompt"
+        text, structured = _given(f.get("text_prompt")), f.get("json_prompt") is not None
+        if text and structured:
+            raise SimInputError("text_prompt", "cannot be used together with json_prompt (send exactly one)")
+        if not text and not structured:
+            raise SimInputError("text_prompt", "one of text_prompt or json_prompt is required")
+    if f.get("rendering_speed") == "FLASH":  # §3.1: "coming soon; currently return a 400"
+        raise SimInputError("rendering_speed", "FLASH is not available for Ideogram 4.0 yet")
+    uri = f.get("custom_model_uri")
+    if isinstance(uri, str) and not _CUSTOM_MODEL_URI.fullmatch(uri):
+        raise SimInputError("custom_model_uri", "must have the form model/<model_name>/version/<version_name>")
+    if op is Operation.V4_REMIX:
+        _weight_keeps_aspect(f, files)
+
+
+def _given(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _weight_keeps_aspect(f: dict[str, Any], files: dict[str, list[SimFile]]) -> None:
+    """§3.3/§4.3: ``image_weight`` with a ``resolution`` of another aspect ratio than the input is a 400."""
+    resolution, image = f.get("resolution"), files.get("image")
+    if f.get("image_weight") is None or not isinstance(resolution, str) or not image:
+        return
+    w, _, h = resolution.partition("x")
+    if not (w.isdigit() and h.isdigit()) or not int(w) or not int(h):
+        return
+    source = image[0]
+    if abs(math.log((int(w) / int(h)) / (source.width / source.height))) > _ASPECT_TOLERANCE:
+        raise SimInputError("image_weight", f"cannot be used with a resolution ({resolution}) whose aspect ratio "
+                                            f"differs from the image's ({source.width}x{source.height})")
+
+
+def asset_pairs(declared: frozenset[str]) -> list[tuple[str, str, bool]]:
+    """(upload field, asset-identifier field, one required) for each upload the body also takes
+    by asset identifier: ``image``/``image_asset_identifier`` (exactly one), ``images``/
+    ``image_asset_identifiers`` and ``style_reference_images``/``style_reference_asset_identifiers``
+    (at most one)."""
+    out = []
+    for name in sorted(declared):
+        if name.endswith("_asset_identifier"):
+            upload, one = name.removesuffix("_asset_identifier"), True
+        elif name.endswith("_asset_identifiers"):
+            stem = name.removesuffix("_asset_identifiers")
+            upload, one = ("images" if stem == "image" else stem + "_images"), False
+        else:
+            continue
+        if upload in declared:
+            out.append((upload, name, one))
+    return out
+
+
+def _v2_rules(op: Operation, f: dict[str, Any], files: dict[str, list[SimFile]], declared: frozenset[str]) -> None:
+    for upload, by_id, one in asset_pairs(declared):  # §4.3–4.6: an upload xor its asset identifier
+        sent = [n for n in (upload, by_id) if f.get(n) not in (None, [])]
+        if len(sent) == 2:
+            raise SimInputError(upload, f"cannot be used together with {by_id} (send one)")
+        if one and not sent:
+            raise SimInputError(upload, f"one of {upload} or {by_id} is required")
+    if op.v2_parts == ("remix", "ideogram-4"):
+        _weight_keeps_aspect(f, files)
+    for name in sorted(f):  # the sim holds no assets: any reference to one is the official 404
+        if name.endswith(("_asset_identifier", "_asset_identifiers")) and f[name] not in (None, []):
+            raise SimInputError(name, "asset not found (the simulated upstream holds no assets: "
+                                      "send the image itself)", 404)
 
 
 # ---------------------------------------------------------------- what an accepted request produces

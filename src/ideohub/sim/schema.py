@@ -1,59 +1,32 @@
-"""The official request schemas of the endpoints the sim serves, read from the vendored
-mid-2026 OpenAPI document (``ideohub.spec``) — never from ideohub's own parsers, so that a
+"""The official request and response schemas of the endpoints the sim serves, read from the
+vendored OpenAPI documents (``ideohub.spec``) — never from ideohub's own parsers, so that a
 defect in those cannot hide in a relay test.
 
-For each endpoint: the media types its ``requestBody`` accepts, a JSON Schema validator per
-media type (OpenAPI 3.0 ``nullable`` turned into JSON Schema's ``null`` type; Draft 4, the
-dialect OpenAPI 3.0 schemas are written in, so ``1.0`` is not an integer), and each top-level
-property's kind, which is how multipart text parts are coerced.
+Each operation follows the newest vendored document that declares its path
+(``spec.newest_with``): the October-2026 extract for 4.0 and /v2, the mid-2026 document for the
+legacy and 3.0 endpoints. An operation no document declares is not served (a 404, as for any
+unknown path). Request bodies are compiled by ``spec.schemas`` (a validator per media type and
+each top-level property's kind, which is how multipart text parts are coerced); the 200
+response's schema name and the document are kept so that answers are built in that schema.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import jsonschema
-
 from .. import spec
-from ..domain.operations import Operation
+from ..domain.operations import Family, Operation
+from ..spec.schemas import BodySchema, Prop, body_schema, flatten, resolve
+
+__all__ = ["BodySchema", "GenerationsEndpoint", "Prop", "SimEndpoint", "endpoints", "flatten",
+           "generations_endpoint", "resolve"]
 
 RELAY_PREFIX = "/ideogram"  # AiHubMix, OpenAI-Hub: /ideogram + official path
 RELAY_V1_PREFIX = "/ideogram/v1"  # AI-YIAPI: /ideogram/v1 + legacy path
-_REF = re.compile(r"#/components/schemas/([A-Za-z0-9_.-]+)")
-
-
-@dataclass(frozen=True)
-class Prop:
-    """A top-level body property. ``kind``: string, integer, number, boolean, object (a JSON
-    part in multipart), file (one binary part), array (repeated parts; ``items`` is the item
-    kind, "file" for binary items)."""
-
-    name: str
-    kind: str
-    items: str | None = None
-    part_type: str | None = None  # the encoding's contentType for this part, if the spec declares one
-
-
-@dataclass(frozen=True)
-class BodySchema:
-    media_type: str
-    name: str  # the component's name, e.g. "GenerateImageRequestV3"
-    props: dict[str, Prop]
-    required: frozenset[str]
-    validator: jsonschema.Validator
-    schema: dict[str, Any]  # the root document the validator uses (for nested property lookups)
-
-    def nested_props(self, name: str) -> dict[str, Any] | None:
-        """The flattened schema of an object-typed property (``image_request``), or None."""
-        node = flatten(self.schema, {"$ref": f"#/components/schemas/{self.name}"})
-        sub = node.get("properties", {}).get(name)
-        if sub is None:
-            return None
-        sub = flatten(self.schema, sub)
-        return sub if "properties" in sub else None
+_ACKNOWLEDGEMENT_FIELDS = {"generation_id", "generation_kind", "seed", "width", "height", "created"}
+GENERATION_PATHS = ("/v2/generations/{generation_id}", "/v1/generations/{generation_id}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +34,10 @@ class SimEndpoint:
     operation: Operation
     bodies: dict[str, BodySchema]  # media type → schema
     auth_status: int  # 401, or 403 where the spec lists 403 and no 401 (/remix, /upscale, V3 remix)
-    response_schema: str
+    response_schema: str  # the 200 answer's component name
+    document: str = spec.MID_2026  # the vendored document the endpoint follows
+    doc: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # that document, parsed
+    query: frozenset[str] = frozenset()  # declared query parameters (/v2: dry_run)
 
     @property
     def path(self) -> str:
@@ -70,106 +46,86 @@ class SimEndpoint:
     def paths(self) -> list[str]:
         """The official path, ``/ideogram`` + it, and for legacy endpoints ``/ideogram/v1`` + it."""
         out = [self.path, RELAY_PREFIX + self.path]
-        if not self.operation.is_v3:
+        if self.operation.family is Family.LEGACY:
             out.append(RELAY_V1_PREFIX + self.path)
         return out
 
+    def response_node(self) -> dict[str, Any]:
+        """The 200 answer's schema, ``allOf`` merged."""
+        return flatten(self.doc, {"$ref": f"#/components/schemas/{self.response_schema}"})
+
+    @property
+    def async_only(self) -> bool:
+        """A /v2 endpoint whose answer has no field for a result (only ids, seed and size, as on
+        replace-background or reframe with nano-banana-2): the spec runs it only asynchronously,
+        and the result is fetched by polling."""
+        fields = set(self.response_node().get("properties", {}))
+        return self.operation.family is Family.V2 and not fields - _ACKNOWLEDGEMENT_FIELDS
+
+    def declares(self, name: str) -> bool:
+        """Whether any of the request bodies has a top-level field ``name``."""
+        return any(name in body.props for body in self.bodies.values())
 
 
+@dataclass(frozen=True)
+class GenerationsEndpoint:
+    """``GET /v2/generations/{id}`` and ``GET /v1/generations/{id}`` (each also under ``/ideogram``):
+    the poll of an async generation, answered in the newest document's ``GenerationResponse``."""
 
-def _closure(doc: dict[str, Any], names: set[str]) -> dict[str, Any]:
-    schemas = doc["components"]["schemas"]
-    seen: set[str] = set()
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo += _REF.findall(repr(schemas[name]))
-    return {n: schemas[n] for n in sorted(seen)}
+    response_schema: str
+    document: str
+    doc: dict[str, Any] = field(repr=False, compare=False)
 
+    def paths(self) -> list[str]:
+        return [prefix + p for p in GENERATION_PATHS for prefix in ("", RELAY_PREFIX)]
 
-def resolve(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        node = root["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
-    return node
-
-
-def flatten(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    """``$ref`` followed and ``allOf`` merged: one node with all ``properties`` and ``required``."""
-    node = resolve(root, node)
-    if "allOf" not in node:
-        return node
-    merged: dict[str, Any] = {k: v for k, v in node.items() if k != "allOf"}
-    props = dict(merged.get("properties", {}))
-    required = list(merged.get("required", []))
-    for part in node["allOf"]:
-        sub = flatten(root, part)
-        props = {**sub.get("properties", {}), **props}
-        required += sub.get("required", [])
-        if "type" in sub:
-            merged.setdefault("type", sub["type"])
-    merged["properties"] = props
-    merged["required"] = sorted(set(required))
-    return merged
-
-
-def _inline(root: dict[str, Any], node: Any, path: tuple[str, ...] = ()) -> Any:
-    """``$ref`` replaced by its target (halves jsonschema's time per request); a reference back
-    into its own chain stays a ``$ref`` (resolved against ``root``)."""
-    if isinstance(node, list):
-        return [_inline(root, n, path) for n in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        name = node["$ref"].rsplit("/", 1)[1]
-        if name in path:
-            return node
-        return _inline(root, root["components"]["schemas"][name], (*path, name))
-    return {k: _inline(root, v, path) for k, v in node.items()}
-
-
-def _kind(root: dict[str, Any], node: dict[str, Any]) -> str:
-    node = flatten(root, node)
-    t = node.get("type")
-    if isinstance(t, list):
-        t = next((x for x in t if x != "null"), None)
-    if t == "string" and node.get("format") == "binary":
-        return "file"
-    if t in ("string", "integer", "number", "boolean", "object", "array"):
-        return t
-    if any(k in node for k in ("oneOf", "anyOf", "properties")):
-        return "object"
-    return "string"
-
-
-def _body_schema(doc: dict[str, Any], media_type: str, content: dict[str, Any]) -> BodySchema:
-    name = content["schema"]["$ref"].rsplit("/", 1)[1]
-    root = {"components": {"schemas": spec.nullable_to_jsonschema(_closure(doc, {name}))}}
-    top = flatten(root, {"$ref": f"#/components/schemas/{name}"})
-    encoding = content.get("encoding", {})
-    props: dict[str, Prop] = {}
-    for pname, pnode in top.get("properties", {}).items():
-        kind = _kind(root, pnode)
-        items = _kind(root, flatten(root, pnode).get("items", {})) if kind == "array" else None
-        props[pname] = Prop(pname, kind, items, encoding.get(pname, {}).get("contentType"))
-    validator = jsonschema.Draft4Validator({**_inline(root, {"$ref": f"#/components/schemas/{name}"}), **root})
-    return BodySchema(media_type, name, props, frozenset(top.get("required", [])), validator, root)
+    def response_node(self) -> dict[str, Any]:
+        return flatten(self.doc, {"$ref": f"#/components/schemas/{self.response_schema}"})
 
 
 def _auth_status(responses: dict[str, Any]) -> int:
     return 403 if "403" in responses and "401" not in responses else 401
 
 
+def _ok_schema(operation: dict[str, Any]) -> str:
+    return operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+
+
+def _endpoint(op: Operation) -> SimEndpoint | None:
+    found = spec.newest_with(op.official_path)
+    if found is None:
+        return None
+    name, doc = found
+    post = doc["paths"][op.official_path]["post"]
+    bodies = {mt: body_schema(doc, mt, c) for mt, c in post["requestBody"]["content"].items()}
+    parameters = [_parameter(doc, p) for p in post.get("parameters", [])]
+    query = frozenset(p["name"] for p in parameters if p.get("in") == "query")
+    return SimEndpoint(op, bodies, _auth_status(post["responses"]), _ok_schema(post), name, doc, query)
+
+
+def _parameter(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = doc["components"]["parameters"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
 @cache
 def endpoints() -> dict[Operation, SimEndpoint]:
-    """One entry per operation, built from the mid-2026 document's paths."""
-    doc = spec.load(spec.MID_2026)
+    """One entry per operation whose official path a vendored document declares."""
     out: dict[Operation, SimEndpoint] = {}
     for op in Operation:
-        post = doc["paths"][op.official_path]["post"]
-        bodies = {mt: _body_schema(doc, mt, c) for mt, c in post["requestBody"]["content"].items()}
-        ok = post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-        out[op] = SimEndpoint(op, bodies, _auth_status(post["responses"]), ok)
+        endpoint = _endpoint(op)
+        if endpoint is not None:
+            out[op] = endpoint
     return out
+
+
+@cache
+def generations_endpoint() -> GenerationsEndpoint | None:
+    """The poll endpoint as the newest document declaring one of its paths has it (None: none does)."""
+    for path in GENERATION_PATHS:  # /v2 first: it is only in the newest document
+        found = spec.newest_with(path)
+        if found is not None:
+            name, doc = found
+            return GenerationsEndpoint(_ok_schema(doc["paths"][path]["get"]), name, doc)
+    return None

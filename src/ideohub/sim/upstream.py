@@ -1,13 +1,20 @@
 """A simulated Ideogram upstream: a real HTTP app that answers like api.ideogram.ai and the relays.
 
 Every image endpoint on its official path and its relay aliases, each request validated
-against the **official OpenAPI request schema** of its endpoint (the vendored mid-2026 document,
-``sim.schema``) plus the reference's cross-field rules (``sim.rules``) — never by ideohub's own
-parsers, so every relay test through the sim checks our outgoing requests against the official
-schema. Answers come in the spec's response shapes with signed, expiring image links that the
-sim serves itself as real PNGs.
+against the **official OpenAPI request schema** of its endpoint (the newest vendored document
+declaring the path: mid-2026 for legacy and 3.0, the October-2026 extract for 4.0 and /v2,
+``sim.schema``) plus the cross-field rules the schema cannot say (``sim.rules``) — never by
+ideohub's own parsers, so every relay test through the sim checks our outgoing requests against
+the official schema. Answers come in the spec's response shapes (4.0 and /v2: filled from the
+path's 200 schema, ``sim.answers``) with signed, expiring image links that the sim serves itself
+as real PNGs.
+
+/v2 requests that ask for it (``async: true``, ``webhook_url``) or must (async-only paths) are
+acknowledged with the spec's ``{generation_id, …}``; the result is polled at
+``GET /v2/generations/{id}`` or ``/v1/generations/{id}`` (``sim.generations``; no webhook is
+posted). ``?dry_run=true`` on a /v2 path is validated and answered with a ``PriceQuote``.
 Faults are scriptable per test (``Fault``, ``POST /_sim/faults``) and every request is logged
-(``RecordedRequest``, ``GET /_sim/requests``) without the API key's value.
+(``RecordedRequest``, ``GET /_sim/requests``; polls as kind "poll") without the API key's value.
 
 Control endpoints (no auth): ``GET/POST/DELETE /_sim/faults``, ``GET/DELETE /_sim/requests``,
 ``POST /_sim/reset``, ``GET/POST /_sim/config``, ``GET /_sim/stats``, ``GET /_sim/health``.
@@ -39,9 +46,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..domain.operations import Operation
+from ..domain.operations import Family, Operation
 from ..domain.sizes import Size
+from . import answers, outputs
+from .answers import fill, fill_items, new_id, now_iso
 from .faults import Fault, FaultQueue
+from .generations import GENERATION_ID, Generation, GenerationStore
 from .images import EPHEMERAL_PREFIX, ImageBank, ImageKey, new_image_id, parse_image_id, signed_path, verify
 from .intake import (
     SimFile,
@@ -55,7 +65,7 @@ from .intake import (
     read_body,
 )
 from .rules import IMAGE_REQUEST_OPS, check_images, check_rules, check_undeclared, output_sizes, request_fields, validate
-from .schema import BodySchema, SimEndpoint, endpoints
+from .schema import BodySchema, GenerationsEndpoint, SimEndpoint, endpoints, generations_endpoint
 
 __all__ = ["AUTH_STYLES", "ImageLimits", "RecordedRequest", "SimConfig", "SimState", "create_sim_app", "multipart_parts"]
 
@@ -119,6 +129,11 @@ class SimConfig:
     record_requests: bool = True
     max_recorded: int = 10_000  # request-log ring buffer size
     faults: tuple[Fault, ...] = ()  # queued at startup
+    async_pending_polls: int = 1  # an async generation answers "pending" to this many polls, then "completed"
+    failed_generation_marker: str = "failed-generation"  # in an async request's prompt → the generation "failed"
+    max_generations: int = 10_000  # async generations kept for polling (the oldest are forgotten)
+    max_output_pixels: int = 4096 * 4096  # a sim limit on drawn images: a larger /v2 output is scaled down
+    quote_usd_micros_per_image: int = 30_000  # /v2 ?dry_run=true answers a PriceQuote at this price per image
 
     def to_dict(self, redact: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -174,7 +189,7 @@ def _coerce_config(data: dict[str, Any]) -> dict[str, Any]:
 class RecordedRequest:
     seq: int
     time: float  # unix seconds when it arrived
-    kind: str  # "api" or "download"
+    kind: str  # "api", "poll" (GET of an async generation) or "download"
     method: str
     path: str
     query: str
@@ -212,6 +227,7 @@ class SimState:
         self.faults = FaultQueue()
         self.faults.add(*(Fault(**asdict(f)) for f in config.faults))
         self.images = ImageBank(config.image_cache_entries)
+        self.generations = GenerationStore(config.max_generations)
         self._log: deque[RecordedRequest] = deque(maxlen=max(1, config.max_recorded))
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
@@ -240,9 +256,10 @@ class SimState:
         self.generation += 1
 
     def reset(self) -> None:
-        """Clear faults and the request log, and end every hang in progress."""
+        """Clear faults, the request log and async generations, and end every hang in progress."""
         self.faults.clear()
         self.clear_requests()
+        self.generations.clear()
         self.release()
 
     def configure(self, changes: dict[str, Any]) -> None:
@@ -264,6 +281,7 @@ class SimState:
             "in_flight": self.in_flight,
             "png_encodes": self.images.encodes,
             "pending_faults": len(self.faults.pending()),
+            "async_generations": len(self.generations),
         }
 
 
@@ -374,6 +392,7 @@ class _Parsed:
     body: BodySchema
     values: dict[str, Any]  # the validated instance (multipart files stand in as their filename)
     files: dict[str, list[SimFile]]
+    dry_run: bool = False  # /v2 ``?dry_run=true``: validated and priced, not run
 
     @property
     def _fields(self) -> dict[str, Any]:
@@ -381,8 +400,8 @@ class _Parsed:
 
     @property
     def prompt(self) -> str:
-        p = self._fields.get("prompt")
-        return p if isinstance(p, str) else ""
+        """``prompt``, 4.0's ``text_prompt``, or its ``json_prompt`` as JSON text ("" if none)."""
+        return outputs.prompt_text(self._fields)
 
     @property
     def num_images(self) -> int:
@@ -527,8 +546,8 @@ class _Sim:
         by_name: dict[str, list[SimFile]] = {}
         for f in files:
             by_name.setdefault(f.field_name, []).append(f)
-        check_rules(endpoint.operation, values, by_name)
-        return _Parsed(endpoint.operation, body, values, by_name)
+        check_rules(endpoint.operation, values, by_name, frozenset(body.props))
+        return _Parsed(endpoint.operation, body, values, by_name, _dry_run(request, endpoint))
 
     async def _answer(self, request: Request, endpoint: SimEndpoint, auth: str | None, auth_ok: bool,
                       over_limit: bool, fault: Fault | None, parsed: "_Parsed | None",
@@ -549,6 +568,8 @@ class _Sim:
         if error is not None:
             return problem(error.status, error.detail)
         assert parsed is not None
+        if parsed.dry_run:  # "validated and priced but not run: … no safety review"
+            return JSONResponse(answers.quote(endpoint, parsed.values, config.quote_usd_micros_per_image))
         prompt = parsed.prompt
         if prompt and config.banned_words:
             low = prompt.lower()
@@ -557,9 +578,21 @@ class _Sim:
         marker = config.unsafe_input_marker
         if marker and any(marker in (f.filename or "") for fs in parsed.files.values() for f in fs):
             return JSONResponse({"error": IMAGE_SAFETY_ERROR}, status_code=422)
+        if endpoint.operation.family in (Family.V4, Family.V2):
+            return JSONResponse(await self._spec_result(request, endpoint, parsed, expired))
         return JSONResponse(await self._result(request, parsed, expired))
 
+    def _expiry(self, expired: bool) -> int:
+        return int(time.time()) + (-60 if expired else self.state.config.url_ttl_s)
+
+    async def _link(self, request: Request, key: ImageKey, exp: int) -> str:
+        """A signed link to the PNG for ``key`` (encoded now if the bank does not hold it)."""
+        if self.state.images.get(key) is None:
+            await anyio.to_thread.run_sync(self.state.images.render, key)
+        return self._base_url(request) + signed_path(self.state.config.url_secret, new_image_id(key), exp)
+
     async def _result(self, request: Request, req: "_Parsed", expired: bool) -> dict[str, Any]:
+        """A legacy or 3.0 answer."""
         config = self.state.config
         op = req.operation
         if op is Operation.DESCRIBE:
@@ -574,8 +607,7 @@ class _Sim:
         style = req.style_type()
         alpha = op is Operation.V3_GENERATE_TRANSPARENT
         file_size = upscaled or size
-        exp = int(time.time()) + (-60 if expired else config.url_ttl_s)
-        base = self._base_url(request)
+        exp = self._expiry(expired)
         variants = max(1, config.image_variants)
         data = []
         for i in range(req.num_images):
@@ -584,9 +616,7 @@ class _Sim:
             url = None
             if safe:
                 key = ImageKey(file_size.width, file_size.height, (seed + i) % variants, alpha)
-                if self.state.images.get(key) is None:
-                    await anyio.to_thread.run_sync(self.state.images.render, key)
-                url = base + signed_path(config.url_secret, new_image_id(key), exp)
+                url = await self._link(request, key, exp)
             item: dict[str, Any] = {"url": url, "prompt": prompt, "resolution": str(size)}
             if upscaled is not None:
                 item["upscaled_resolution"] = str(upscaled)
@@ -596,6 +626,110 @@ class _Sim:
                 item["style_type"] = style
             data.append(item)
         return {"created": datetime.now(UTC).isoformat(), "data": data}
+
+    # ------------------------------------------------------------ 4.0 and /v2 answers
+
+    async def _spec_result(self, request: Request, endpoint: SimEndpoint, req: "_Parsed",
+                           expired: bool) -> dict[str, Any]:
+        """A 4.0 or /v2 answer, filled in the endpoint's official 200 schema (``answers``)."""
+        op = endpoint.operation
+        config = self.state.config
+        if op is Operation.V4_MAGIC_PROMPT:
+            return answers.magic_prompt(endpoint, req.values, config.magic_prompt_suffix)
+        if op is Operation.V4_DESCRIBE or (op.family is Family.V2 and op.v2_parts[0] == "describe"):
+            return answers.describe(endpoint, req.values, config.caption)
+        values = req.values
+        out = outputs.plan(endpoint, values, req.files, config.max_output_pixels)
+        original = req.prompt
+        prompt = original or config.caption
+        if original and outputs.magic_applies(endpoint, values, config.magic_prompt_when_omitted):
+            prompt = original + config.magic_prompt_suffix
+        seed = values["seed"] if isinstance(values.get("seed"), int) else random.randint(0, SEED_MAX)
+        items = await self._spec_items(request, out, prompt, original, seed, expired)
+        known: dict[str, Any] = {"created": now_iso(), "generation_id": new_id(), "seed": seed,
+                                 "width": out.size.width, "height": out.size.height, "response_type": "url",
+                                 "generation_kind": "sampling"}
+        node = endpoint.response_node()
+        if op.family is Family.V2 and _is_async(endpoint, values):
+            self._keep(endpoint, known["generation_id"], known["created"], items, original)
+            return fill(endpoint.doc, node, known)  # the acknowledgement: no data
+        known["data"] = fill_items(endpoint.doc, node, items)
+        return fill(endpoint.doc, node, known)
+
+    def _keep(self, endpoint: SimEndpoint, generation_id: str, created: str, items: list[dict[str, Any]],
+              original: str) -> None:
+        """Store an async generation's result for polling ("failed" when the prompt has the marker).
+        The sim posts nothing to a ``webhook_url``: the result is only polled."""
+        config = self.state.config
+        marker = config.failed_generation_marker
+        failed = bool(marker and original and marker in original)
+        self.state.generations.add(Generation(
+            generation_id, created, items, answers.poll_object_type(endpoint.doc, endpoint.response_node()),
+            max(0, config.async_pending_polls), "content_policy_violation" if failed else None))
+
+    async def _spec_items(self, request: Request, out: outputs.Output, prompt: str, original: str, seed: int,
+                          expired: bool) -> list[dict[str, Any]]:
+        """Everything the sim knows of each produced image; ``answers.fill_items`` keeps what the schema declares."""
+        config = self.state.config
+        all_unsafe = bool(original and config.unsafe_output_marker and config.unsafe_output_marker in original)
+        partly = bool(original and config.partly_unsafe_marker and config.partly_unsafe_marker in original)
+        exp = self._expiry(expired)
+        variants = max(1, config.image_variants)
+        items = []
+        for i in range(out.count):
+            safe = not (all_unsafe or (partly and i % 2 == 0))
+            key = ImageKey(out.size.width, out.size.height, (seed + i) % variants, out.alpha)
+            url = await self._link(request, key, exp) if safe else None
+            items.append({"url": url, "prompt": prompt, "resolution": str(out.size), "is_image_safe": safe,
+                          "seed": seed, "width": out.size.width, "height": out.size.height})
+        return items
+
+    # ------------------------------------------------------------ polling async generations
+
+    def generation_route(self, endpoint: GenerationsEndpoint):  # type: ignore[no-untyped-def]
+        async def handle(request: Request) -> Response:
+            state, config = self.state, self.state.config
+            state.served["api"] += 1
+            auth, auth_ok = _auth(request, config)
+            rec = self._new_record(request, "poll", None, auth, auth_ok)
+            fault = state.faults.take("api", request.scope["path"])
+            if rec is not None:
+                rec.fault = fault.kind if fault is not None else None
+                state.record(rec)
+            response = await self._poll(request, endpoint, fault, auth, auth_ok)
+            if rec is not None:
+                rec.status = response.status_code
+                rec.error = _detail(response)
+            return response
+
+        return handle
+
+    async def _poll(self, request: Request, endpoint: GenerationsEndpoint, fault: Fault | None, auth: str | None,
+                    auth_ok: bool) -> Response:
+        answered, _expired = await self._shared_fault(
+            request, fault, lambda f: _auth_failure(f.status or 401, presented=auth is not None))
+        if answered is not None:
+            return answered
+        if fault is not None and fault.kind == "malformed_json":
+            return Response(_MALFORMED_BODY, media_type="application/json")
+        if not auth_ok:
+            return _auth_failure(401, presented=auth is not None)
+        generation_id = request.path_params["generation_id"]
+        if not GENERATION_ID.match(generation_id):
+            return problem(400, "generation_id: is not a valid URL-safe base64 ID")
+        found = self.state.generations.poll(generation_id)
+        if found is None:
+            return problem(404, "generation_id: Generation not found.")
+        generation, status = found
+        node = endpoint.response_node()
+        known: dict[str, Any] = {"generation_id": generation.generation_id, "status": status,
+                                 "created": generation.created}
+        if status == "completed":
+            known["response_type"] = "url"
+            known["data"] = fill_items(endpoint.doc, node, generation.items, generation.object_type)
+        elif status == "failed":
+            known["failure_reason"] = generation.failure_reason
+        return JSONResponse(fill(endpoint.doc, node, known))
 
     # ------------------------------------------------------------ image downloads
 
@@ -705,6 +839,31 @@ class _Sim:
         return JSONResponse({"ok": True})
 
 
+def _is_async(endpoint: SimEndpoint, values: dict[str, Any]) -> bool:
+    """/v2 runs a request asynchronously when it asks (``async: true``, a ``webhook_url``) or must."""
+    return endpoint.async_only or values.get("async") is True or bool(values.get("webhook_url"))
+
+
+def _dry_run(request: Request, endpoint: SimEndpoint) -> bool:
+    """The ``dry_run`` query parameter where the path declares it (a boolean: true or false)."""
+    raw = request.query_params.get("dry_run")
+    if raw is None or "dry_run" not in endpoint.query:
+        return False
+    if raw.lower() not in ("true", "false"):
+        raise SimInputError("dry_run", f"{raw[:40]!r} is not of type 'boolean'")
+    return raw.lower() == "true"
+
+
+def _detail(response: Response) -> str | None:
+    """A refusal's problem detail (for the request log), None for a success."""
+    if response.status_code < 400 or not isinstance(response, JSONResponse):
+        return None
+    try:
+        return json.loads(bytes(response.body)).get("detail")
+    except (ValueError, AttributeError):
+        return None
+
+
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
@@ -727,6 +886,10 @@ def create_sim_app(config: SimConfig | None = None) -> Starlette:
         handler = sim.api_route(endpoint)
         for path in endpoint.paths():
             routes.append(Route(path, handler, methods=["POST"]))
+    polls = generations_endpoint()
+    if polls is not None:
+        for path in polls.paths():
+            routes.append(Route(path, sim.generation_route(polls), methods=["GET"]))
     routes += [
         Route(EPHEMERAL_PREFIX + "{name}", sim.download, methods=["GET"]),
         Route("/_sim/faults", sim.faults, methods=["GET", "POST", "DELETE"]),

@@ -2,8 +2,11 @@
 
 ``ideogram-openapi.json`` is the document our parsers and response shapes follow (and our own
 ``/openapi.json`` copies its schemas); ``ideogram-openapi-2026-07.json`` is the mid-2026 one,
-a superset, which the simulated upstream validates every incoming request against. Tests pin
-both files' SHA-256, so an edit to either cannot pass unnoticed.
+a superset, which the simulated upstream validates every incoming request against.
+``ideogram-openapi-2026-10-subset.json`` is the part of the October-2026 document (the one with
+/v2) that the 4.0 and /v2 dialects follow: its paths and the closure of their schemas, copied
+exactly but for descriptions and examples (its ``x-extract`` says from where). Tests pin every
+file's SHA-256, so an edit to any cannot pass unnoticed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 OFFICIAL = "ideogram-openapi.json"
 MID_2026 = "ideogram-openapi-2026-07.json"
-FILES = (OFFICIAL, MID_2026)
+OCT_2026 = "ideogram-openapi-2026-10-subset.json"
+FILES = (OFFICIAL, MID_2026, OCT_2026)
 
 
 def read_bytes(name: str) -> bytes:
@@ -52,3 +56,21 @@ def nullable_to_jsonschema(node: Any) -> Any:
         else:
             out = {"anyOf": [out, {"type": "null"}]}
     return out
+
+
+def newest_with(path: str) -> tuple[str, dict[str, Any]] | None:
+    """(document name, parsed document) of the newest vendored document that declares ``path``:
+    where two versions disagree, the newer one's schema is followed."""
+    for name in (OCT_2026, MID_2026, OFFICIAL):
+        doc = _parsed(name)
+        if path in doc.get("paths", {}):
+            return name, doc
+    return None
+
+
+@cache
+def _parsed(name: str) -> dict[str, Any]:
+    try:
+        return json.loads(_text(name))
+    except FileNotFoundError:
+        return {}

@@ -18,7 +18,8 @@ from ..domain.documents import to_document
 from ..domain.errors import Forbidden, IdeohubError, SafetyRejected
 from ..domain.generations import Mode, Submission, fingerprint, new_generation_id
 from ..domain.operations import SEED_MAX, CanonicalRequest, Operation
-from ..domain.prices import PriceTable
+from ..domain.prices import PriceTable, Quote
+from ..engines.registry import ADMISSION_CHECKS
 from ..gate.limits import Limiter
 from ..media.storage import Storage
 from ..store.generations import Bounds, GenerationStore
@@ -54,6 +55,8 @@ class Admission:
         self.limiter = limiter
         self.storage = storage
         self.engine_names = engine_names
+        self.engine_checks = {op: ADMISSION_CHECKS[name.split(":")[0]] for op, name in engine_names.items()
+                              if name.split(":")[0] in ADMISSION_CHECKS}
         self.available = available  # raises EngineUnavailable when nothing can run the operation
         self._banned = [t.lower() for t in settings.banned_prompt_terms if t.strip()]
         s = settings
@@ -71,13 +74,12 @@ class Admission:
         account_id = key.account_id or DEFAULT_ACCOUNT
         job: Job | None = None
         try:
-            if key.allowed_operations is not None and operation.value not in key.allowed_operations:
-                raise Forbidden(f"this key may not use {operation.official_path} (operation '{operation.value}')")
+            self._permit(key, operation)
             rpm = key.rpm or self.settings.default_rpm
             if rpm:
                 await self.limiter.hit(key.id, rpm)
             request, submission = await parse()
-            self.check_prompt(request)
+            self.check(operation, request)
             await self.available(operation, submission.mode)
             group = await self._group(key, account_id)
             if idempotency_key is not None:
@@ -105,6 +107,30 @@ class Admission:
             if job is not None:
                 await self.release(job)
             raise
+
+    async def quote(self, operation: Operation, parse: Parse, key: ApiKey, request_id: str) -> Quote:
+        """A dry run (``?dry_run=true``): every check a real request passes before it would be run —
+        permission, rpm, parse, prompt policy, the account's group — and its price from the same
+        table, with nothing run, reserved or leased; it needs no engine, so it is answered even when
+        nothing serves the operation. Refusals are recorded like a real request's."""
+        started = time.perf_counter()
+        account_id = key.account_id or DEFAULT_ACCOUNT
+        try:
+            self._permit(key, operation)
+            rpm = key.rpm or self.settings.default_rpm
+            if rpm:
+                await self.limiter.hit(key.id, rpm)
+            request, _submission = await parse()
+            self.check(operation, request)
+            return self.prices.quote(request, await self._group(key, account_id))
+        except BaseException as exc:
+            await self.refused(request_id, key, operation, account_id, exc, started)
+            raise
+
+    @staticmethod
+    def _permit(key: ApiKey, operation: Operation) -> None:
+        if key.allowed_operations is not None and operation.value not in key.allowed_operations:
+            raise Forbidden(f"this key may not use {operation.official_path} (operation '{operation.value}')")
 
     def record(self, job: Job, resume: dict[str, Any] | None, inline_owner: str | None) -> dict[str, Any]:
         now = job.created_at
@@ -163,6 +189,14 @@ class Admission:
             raise Forbidden(f"the key's account {account_id} no longer exists")
         return account.group_name
 
+    def check(self, operation: Operation, request: CanonicalRequest) -> None:
+        """The prompt policy, and the checks of the engine that will run it (the local upscaler's
+        factor and pixel bounds): refused here, nothing is reserved or queued."""
+        self.check_prompt(request)
+        engine_check = self.engine_checks.get(operation)
+        if engine_check is not None:
+            engine_check(self.settings, request)
+
     def check_prompt(self, request: CanonicalRequest) -> None:
         prompt = (request.prompt_text or "").lower()
         if prompt and any(term in prompt for term in self._banned):
@@ -172,6 +206,6 @@ class Admission:
 def with_seed(request: CanonicalRequest) -> CanonicalRequest:
     """The seed fixed at admission, so a generation that runs again reproduces its images
     (describe has no seed on the wire)."""
-    if request.seed is not None or request.operation is Operation.DESCRIBE:
+    if request.seed is not None or request.operation is Operation.DESCRIBE or not getattr(request, "has_seed", True):
         return request
     return replace(request, seed=random.randint(0, SEED_MAX))

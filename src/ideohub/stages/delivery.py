@@ -60,7 +60,7 @@ class Delivery:
                     id=image_id, request_id=job.request_id, storage_key=key, media_type=output.media_type,
                     width=size.width, height=size.height, bytes=len(output.data), etag=image_id,
                     created_at=now, expires_at=datetime.fromtimestamp(exp, UTC)))
-                images.append(DeliveredImage(output, url))
+                images.append(DeliveredImage(output, url, image_id))
         except BaseException:
             await self.discard(rows)
             raise

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..domain.generations import Submission
-from ..domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
+from ..domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, JsonResult, Operation
 from ..domain.prices import Quote
 from ..engines.base import Attempt
 
@@ -39,7 +39,7 @@ class Job:
 class Report:
     """What execution produced: the engine's result, where the time went, every upstream attempt."""
 
-    result: ImageResult | DescribeResult
+    result: ImageResult | DescribeResult | JsonResult
     engine_seconds: float
     queue_seconds: float
     attempts: list[Attempt]
@@ -50,6 +50,7 @@ class Report:
 class DeliveredImage:
     output: ImageOutput
     url: str | None  # None when the image failed the safety check
+    asset_id: str | None = None  # the stored image's id (a /v2 RESPONSE asset); None when not stored
 
 
 @dataclass
@@ -59,6 +60,9 @@ class Outcome:
     operation: Operation
     images: list[DeliveredImage] | None = None
     descriptions: list[str] | None = None
+    document: dict | None = None  # a JSON result (4.0 magic prompt and describe, /v2 describe)
+    generation_id: str | None = None
+    request: CanonicalRequest | None = None  # as admitted: the /v2 answers echo its seed and sizes
     engine_seconds: float = 0.0
     queue_seconds: float = 0.0  # waiting for a worker (not overhead, not engine time)
     body: bytes | None = None  # the answer, rendered before the money moved

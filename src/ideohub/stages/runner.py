@@ -21,7 +21,7 @@ from ..config import Settings
 from ..domain.documents import document_files, from_document
 from ..domain.errors import DeadlineExceeded, IdeohubError
 from ..domain.generations import Mode, Submission
-from ..domain.operations import DescribeResult, Operation
+from ..domain.operations import DescribeResult, JsonResult, Operation
 from ..domain.prices import PriceTable
 from ..gate.limits import Limiter
 from ..media.storage import Storage
@@ -148,9 +148,12 @@ class Runner:
             report = await self.execution.run(job, ctx)
             if isinstance(report.result, DescribeResult):
                 outcome = Outcome(job.operation, descriptions=report.result.descriptions)
+            elif isinstance(report.result, JsonResult):
+                outcome = Outcome(job.operation, document=report.result.body)
             else:
                 delivered = await self.delivery.deliver(job, report.result)
                 outcome = Outcome(job.operation, images=delivered.images)
+            outcome.generation_id, outcome.request = job.generation_id, job.request
             outcome.engine_seconds, outcome.queue_seconds = report.engine_seconds, report.queue_seconds
             if render is not None:
                 outcome.body = render(outcome)

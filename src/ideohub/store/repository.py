@@ -233,6 +233,14 @@ class Repository:
         async with self.session.begin() as s:
             s.add_all(rows)
 
+    async def get_asset(self, asset_id: str, account_id: str, now: datetime) -> StoredImage | None:
+        """One of the account's stored results, if it has not expired (a /v2 RESPONSE asset)."""
+        async with self.session() as s:
+            q = (select(StoredImage).join(RequestRecord, RequestRecord.id == StoredImage.request_id)
+                 .where(StoredImage.id == asset_id, StoredImage.expires_at > now,
+                        RequestRecord.account_id == account_id, RequestRecord.state == "done"))
+            return await s.scalar(q)
+
     async def expired_images(self, now: datetime, limit: int = 500) -> list[StoredImage]:
         async with self.session() as s:
             q = select(StoredImage).where(StoredImage.expires_at < now).limit(limit)

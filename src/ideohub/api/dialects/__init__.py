@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from ...domain.operations import CanonicalRequest, Operation
-from . import legacy, v3
+from ...domain.operations import CanonicalRequest, Family, Operation
+from . import legacy, spec, v3
 from .fields import Fields, UploadedFile
 
-__all__ = ["ENDPOINTS", "Endpoint", "Fields", "UploadedFile", "all_paths", "image_paths"]
+__all__ = ["ENDPOINTS", "SPEC_ENDPOINTS", "Endpoint", "Fields", "UploadedFile", "all_endpoints", "all_paths",
+           "image_paths"]
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,14 @@ class Endpoint:
     text_fields: frozenset[str]  # top-level fields read (the official request schema's properties)
     file_fields: frozenset[str] = frozenset()  # file parts read; any other part is discarded while streaming
     auth_status: int = 401  # the spec answers 403 on /remix, /upscale, /v1/ideogram-v3/remix
+    official: str | None = None  # the path, where it is not the operation's own (4.0's async variants)
+    always_async: bool = False  # 4.0's /async/ paths: answered {"generation_id"} at once
+    quotable: bool = True  # takes ?dry_run=true (every generation endpoint; not describe or magic prompt)
+    max_upload_bytes: int | None = None  # per file, where the spec says (4.0, /v2); else max_upload_bytes
 
     @property
     def path(self) -> str:
-        return self.operation.official_path
+        return self.official or self.operation.official_path
 
     @property
     def kept_fields(self) -> frozenset[str]:
@@ -90,19 +96,69 @@ ENDPOINTS: dict[Operation, Endpoint] = {
     )
 }
 
+ENDPOINTS[Operation.DESCRIBE] = ENDPOINTS[Operation.DESCRIBE].__class__(
+    **{**ENDPOINTS[Operation.DESCRIBE].__dict__, "quotable": False})
+
+# 4.0's asynchronous variants (``webhook_url`` as a query parameter): path → operation
+ASYNC_VARIANTS = {
+    "/v1/ideogram-v4/async/generate": Operation.V4_GENERATE,
+    "/v1/ideogram-v4/async/remix": Operation.V4_REMIX,
+    "/v1/ideogram-v4/async/generate-transparent": Operation.V4_GENERATE_TRANSPARENT,
+    "/v1/ideogram-v45/async/generate": Operation.V45_GENERATE,
+}
+_UNQUOTABLE = frozenset({Operation.V4_DESCRIBE, Operation.V4_MAGIC_PROMPT})
+_MB = 1024 * 1024
+# The largest file each path takes, as Ideogram's documentation of October 2026 states it (the
+# /v2 remix and upscale inputs 50 MB, describe 10 MB, the rest 25 MB).
+_V2_UPLOAD_MB = {"remix": 50, "upscale": 50, "describe": 10}
+_V4_UPLOAD_MB = {Operation.V4_DESCRIBE: 10}
+
+
+def upload_limit(op: Operation) -> int:
+    if op.family is Family.V2:
+        return _V2_UPLOAD_MB.get(op.v2_parts[0], 25) * _MB
+    return _V4_UPLOAD_MB.get(op, 25) * _MB
+
+
+def _spec_endpoint(op: Operation, path: str, always_async: bool = False) -> Endpoint | None:
+    found = spec.bodies_for(path)
+    if found is None:
+        return None  # a path no vendored document declares (logged by nothing: it is simply not served)
+    april = spec.APRIL_2026 if op in spec._APRIL_OPS else frozenset()
+    quotable = op not in _UNQUOTABLE and not (op.family is Family.V2 and op.v2_parts[0] == "describe")
+    return Endpoint(op, partial(spec.parse, op, path), json_body="application/json" in found.bodies,
+                    multipart=any(mt != "application/json" for mt in found.bodies),
+                    text_fields=found.text_fields | april, file_fields=found.file_fields,
+                    official=path if path != op.official_path else None, always_async=always_async,
+                    quotable=quotable, max_upload_bytes=upload_limit(op))
+
+
+def _spec_endpoints() -> list[Endpoint]:
+    out = [_spec_endpoint(op, op.official_path) for op in Operation if op.family in (Family.V4, Family.V2)]
+    out += [_spec_endpoint(op, path, always_async=True) for path, op in ASYNC_VARIANTS.items()]
+    return [e for e in out if e is not None]
+
+
+# The 4.0 and /v2 endpoints: every path of theirs that a vendored official document declares
+SPEC_ENDPOINTS: list[Endpoint] = _spec_endpoints()
+
 RELAY_PREFIX = "/ideogram"
 RELAY_V1_PREFIX = "/ideogram/v1"
+
+
+def all_endpoints() -> list[Endpoint]:
+    return [*ENDPOINTS.values(), *SPEC_ENDPOINTS]
 
 
 def all_paths(endpoint: Endpoint) -> list[str]:
     """Every path an endpoint answers on: official, ``/ideogram`` + official, and for
     legacy endpoints ``/ideogram/v1`` + legacy path."""
     paths = [endpoint.path, RELAY_PREFIX + endpoint.path]
-    if not endpoint.operation.is_v3:
+    if endpoint.operation.family is Family.LEGACY:
         paths.append(RELAY_V1_PREFIX + endpoint.path)
     return paths
 
 
 def image_paths() -> frozenset[str]:
     """Every path of every image endpoint (what the body limits treat as an image request)."""
-    return frozenset(p for e in ENDPOINTS.values() for p in all_paths(e))
+    return frozenset(p for e in all_endpoints() for p in all_paths(e))

@@ -12,7 +12,7 @@ the endpoint allows, never holding more than the limits allow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -34,6 +34,8 @@ class IntakeLimits:
 
 
 async def read_fields(request: Request, endpoint: Endpoint, limits: IntakeLimits) -> Fields:
+    if endpoint.max_upload_bytes is not None:  # the spec's own limit for this path's files
+        limits = replace(limits, images=replace(limits.images, max_bytes=endpoint.max_upload_bytes))
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     media_type = ctype.decode("latin-1")
     if media_type == "application/json" or media_type.endswith("+json"):
