@@ -96,8 +96,11 @@ def test_every_runnable_block_runs_as_printed(workdir):
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, f"README block failed:\n{block}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
-        if "/upscale" in block:
+        if "8000/upscale" in block:  # the legacy upscale examples (not /v2/image/upscale)
             assert '"upscaled_resolution":"256x256"' in done.stdout and '"seed":7' in done.stdout, done.stdout
-        if "/generate" in block:  # every endpoint answered through the channel, with our signed URLs
+        if "# legacy generate" in block:  # every endpoint answered through the channel, with our signed URLs
             assert done.stdout.count('"data":[') >= 10 and sim_url not in done.stdout, done.stdout
             assert base + "/images/" in done.stdout
+        if "/v2/image/" in block:  # the 2026 families through their channel, the quote, a reused result
+            assert '"billing_identifier":"v4_generate_default"' in done.stdout, done.stdout
+            assert done.stdout.count('"data":[') >= 3 and sim_url not in done.stdout, done.stdout

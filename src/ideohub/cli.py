@@ -495,11 +495,18 @@ def channels_add(
     priority: Annotated[int | None, typer.Option("--priority", help="Higher tiers are tried first")] = None,
     weight: Annotated[int | None, typer.Option("--weight", help="Weighted random within a tier")] = None,
     max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", help="Concurrent requests to it")] = None,
-    operations: Annotated[str | None, typer.Option("--operations", help="Comma-separated, e.g. upscale")] = None,
+    operations: Annotated[str | None, typer.Option(
+        "--operations", help="Comma-separated, e.g. upscale,v4-generate (relay default: the legacy and 3.0 ones; "
+                             "ideogram default: all; resold models such as v2-generate-nano-banana-2 only if listed)",
+    )] = None,
     models: Annotated[str | None, typer.Option("--models", help="Models/speeds, e.g. V_2,TURBO")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per upstream request")] = None,
     connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", help="Seconds to connect")] = None,
     cost: Annotated[float | None, typer.Option("--cost-multiplier", help="Its price to us vs list prices")] = None,
+    account_fields: Annotated[bool | None, typer.Option(
+        "--account-fields/--no-account-fields",
+        help="Forward fields that act on your own upstream account (target_collection_id, custom_model_uri, "
+             "magic_prompt_system_prompt_config_id); off by default")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -512,7 +519,7 @@ def channels_add(
     options: dict[str, object | None] = dict(
         name=name, kind=kind, base_url=base_url or None, key=key, auth=auth, path_style=path_style, priority=priority,
         weight=weight, max_in_flight=max_in_flight, operations=operations, models=models, timeout_s=timeout,
-        connect_timeout_s=connect_timeout, cost_multiplier=cost,
+        connect_timeout_s=connect_timeout, cost_multiplier=cost, account_fields=account_fields,
     )
     try:
         channel = channel_from_options(options)  # type: ignore[arg-type]

@@ -386,3 +386,30 @@ def test_an_older_task_status_is_never_delivered_after_a_newer_one(hub, receiver
     h.advance(3600)  # far past the processing row's retry time
     assert h.delivery_state(task_id, "callback", seq=1).state == "superseded"
     assert [json.loads(r.body)["task_status"] for r in receiver.at("/cb")] == ["processing", "succeed"]
+
+
+def test_4_0_and_v2_generations_are_delivered_by_signed_webhook(hub, receiver):
+    """The 2026 families: ``webhook_url`` as 4.0's query parameter on an ``/async/`` path, and as a
+    /v2 body field; each delivery is the path's synchronous body plus its id, signed."""
+    h, _painter = painted(hub)
+    jwks = fetch_jwks(h.srv.base_url)
+    r = h.srv.post("/v1/ideogram-v4/async/generate", params={"webhook_url": receiver.url("/v4")},
+                   json={"text_prompt": "a lighthouse", "seed": 9})
+    assert r.status_code == 200 and set(r.json()) == {"generation_id"}, r.text
+    v4 = r.json()["generation_id"]
+    r = h.srv.post("/ideogram/v2/image/generate/ideogram-4", json={
+        "prompt": "a lighthouse", "seed": 9, "webhook_url": receiver.url("/v2")})
+    assert r.status_code == 200 and r.json() == {"generation_id": r.json()["generation_id"], "seed": 9}, r.text
+    v2 = r.json()["generation_id"]
+    for gid in (v4, v2):
+        h.until("the webhook is owed", lambda gid=gid: h.delivery_state(gid))
+    h.catch_up()
+    [got4] = receiver.wait_for("/v4", 1)
+    [got2] = receiver.wait_for("/v2", 1)
+    for got, gid in ((got4, v4), (got2, v2)):
+        verify(got.headers, got.body, jwks)
+        assert got.headers["x-ideogram-webhook-generation-id"] == gid
+        assert json.loads(got.body) == {"generation_id": gid, **json.loads(h.record(gid).result)}
+    body2 = json.loads(got2.body)
+    assert body2["seed"] == 9 and body2["data"][0]["asset_id"] and httpx.get(body2["data"][0]["url"]).status_code == 200
+    assert "asset_id" not in got4.body.decode()  # 4.0 on /v1 keeps its own shape

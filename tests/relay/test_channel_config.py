@@ -136,8 +136,8 @@ def test_channels_list_shows_health_and_hides_secrets(tmp_path):
     now = datetime.now(UTC)
 
     async def setup(store: ChannelStore) -> None:
-        for name in ("fine", "cool", "fail", "off"):
-            await store.upsert(channel_from_options({"name": name, "key": KEY,
+        for name in ("fine", "cool", "fail", "off"):  # a short operations list: the health column fits one line
+            await store.upsert(channel_from_options({"name": name, "key": KEY, "operations": "generate,v3-generate",
                                                      "base_url": "https://user:hunter2@relay.example"}))
         await store.record_ok("fine", now)
         await store.record_failure("cool", 3, now + timedelta(hours=1), "upstream answered 503")

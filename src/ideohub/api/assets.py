@@ -23,7 +23,7 @@ from ..store.models import ApiKey
 from ..store.repository import Repository, utcnow
 
 # identifier field → the file field it stands for
-ASSET_FIELDS = {"image_asset_identifier": "image", "mask_asset_identifier": "mask",
+ASSET_FIELDS = {"image_asset_identifier": "image", "image_asset_identifiers": "images", "mask_asset_identifier": "mask",
                 "style_reference_asset_identifiers": "style_reference_images",
                 "character_reference_asset_identifiers": "character_reference_images"}
 MAX_ASSETS = 10

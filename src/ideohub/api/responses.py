@@ -67,6 +67,8 @@ def render_json(outcome: Outcome) -> bytes:
 
 # ---------------------------------------------------------------- /v2
 
+GENERATION_KIND = "sampling"  # Ideogram's GenerationKind: one model run (not a multi-step "workflow")
+
 
 @cache
 def _shape(path: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -97,6 +99,8 @@ def _render_v2(outcome: Outcome) -> dict[str, Any]:
         body["created"] = created_now()
     if "generation_id" in top:
         body["generation_id"] = outcome.generation_id
+    if "generation_kind" in top:
+        body["generation_kind"] = GENERATION_KIND
     if "description_id" in top:
         body["description_id"] = outcome.generation_id
     request = outcome.request
@@ -132,6 +136,8 @@ def acknowledgement(operation: Operation, generation_id: str, request: Canonical
     if operation.family is not Family.V2:
         return body
     top, _items = _shape(operation.official_path)
+    if "generation_kind" in top:
+        body["generation_kind"] = GENERATION_KIND
     if "seed" in top:
         body["seed"] = request.seed if request is not None and request.seed is not None else 0
     size = getattr(request, "output_size", None) if request is not None else None

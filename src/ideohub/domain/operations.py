@@ -583,7 +583,6 @@ NamedImage = tuple[str, ImageInput]  # (wire field, image)
 # Fields that reach the operator's own upstream account, not the request: relayed only where the
 # channel allows it (``Channel.account_fields``).
 ACCOUNT_FIELDS = frozenset({"target_collection_id", "custom_model_uri", "magic_prompt_system_prompt_config_id"})
-SEEDLESS = frozenset({"v4-magic-prompt", "v4-describe"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -600,6 +599,7 @@ class SpecRequest(CanonicalRequest):
     op: Operation
     params: dict[str, Any] = field(default_factory=dict)  # every non-file field, JSON-typed
     images: tuple[NamedImage, ...] = ()  # uploaded (or resolved) files, in field order
+    seedless: bool = False  # the path's schema has no ``seed`` (describe, magic prompt, /v2 remix ideogram-4 …)
 
     @property  # type: ignore[override]
     def operation(self) -> Operation:  # type: ignore[override]
@@ -608,11 +608,7 @@ class SpecRequest(CanonicalRequest):
     @property
     def has_seed(self) -> bool:
         """Whether the endpoint has a ``seed`` field (admission fixes one only where it does)."""
-        if self.op.value in SEEDLESS:
-            return False
-        if self.op.family is Family.V2:
-            return self.op.v2_parts[0] not in ("describe", "remove-background")
-        return True
+        return not self.seedless
 
     def image_inputs(self) -> list[tuple[str, ImageInput]]:
         return list(self.images)

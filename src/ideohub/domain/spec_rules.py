@@ -23,7 +23,9 @@ from .operations import Family, ImageInput, Operation
 
 _HEX6 = re.compile(r"^#[0-9a-fA-F]{6}$")
 # (file field, asset identifier field) pairs of the /v2 bodies
-IMAGE_PAIRS = (("image", "image_asset_identifier"), ("mask", "mask_asset_identifier"))
+IMAGE_PAIRS = (("image", "image_asset_identifier"), ("mask", "mask_asset_identifier"),
+               ("images", "image_asset_identifiers"), ("style_reference_images", "style_reference_asset_identifiers"),
+               ("character_reference_images", "character_reference_asset_identifiers"))
 _PROMPTED_GENERATE = (Operation.V4_GENERATE, Operation.V45_GENERATE, Operation.V4_GENERATE_TRANSPARENT)
 
 

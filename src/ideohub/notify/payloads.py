@@ -53,7 +53,8 @@ def _ms(moment: datetime) -> int:
 def task_object(generation_id: str, status: str, created: datetime, updated: datetime,
                 failure_reason: str | None = None, answer: str | None = None) -> dict[str, Any]:
     """The task as the dialect shows it: ``task_result`` only once it succeeded (images with
-    their index in the answer's ``data``; describe results as ``descriptions``, our extension)."""
+    their index in the answer's ``data``; describe results as ``descriptions`` or ``json_prompt``, our
+    extension)."""
     task: dict[str, Any] = {
         "task_id": generation_id,
         "task_status": status,
@@ -65,6 +66,8 @@ def task_object(generation_id: str, status: str, created: datetime, updated: dat
         body = json.loads(answer)
         if "descriptions" in body:
             task["task_result"] = {"descriptions": body["descriptions"]}
+        elif "json_prompt" in body and "data" not in body:  # 4.0 magic prompt and describe: the document
+            task["task_result"] = {"json_prompt": body["json_prompt"]}
         else:
             task["task_result"] = {"images": [{"index": i, "url": item.get("url")}
                                               for i, item in enumerate(body.get("data", []))]}

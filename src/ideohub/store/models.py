@@ -110,6 +110,8 @@ class ChannelRow(Base):
     timeout_s: Mapped[float] = mapped_column(Float, default=180.0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     cost_multiplier: Mapped[float] = mapped_column(Float, default=1.0)
+    # forward the fields that act on the operator's own upstream account (migration 0008)
+    account_fields: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(16), default="cli")  # "config" rows are upserted at start-up
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -90,7 +90,8 @@ def parse(op: Operation, path: str, f: Fields) -> SpecRequest:
         params["private"] = True
     images = tuple((name, image) for name in body.props if name in files for image in files[name])
     num_images = params.get("num_images", 1)
-    return SpecRequest(op=op, params=params, images=images, num_images=num_images, seed=params.get("seed"))
+    return SpecRequest(op=op, params=params, images=images, num_images=num_images, seed=params.get("seed"),
+                       seedless="seed" not in declared)
 
 
 def body_is_file(body: BodySchema, name: str) -> bool:

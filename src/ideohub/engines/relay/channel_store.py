@@ -1,5 +1,9 @@
 """Channels in the database: the CLI edits them, config-file channels are upserted at
-start-up, and running servers re-read them within ``reload_s`` (no restart needed)."""
+start-up, and running servers re-read them within ``reload_s`` (no restart needed).
+
+A relay row's ``operations`` is always an explicit list (``Channel`` fills in the legacy and 3.0
+operations when none are given; migration 0008 wrote the same list into the relay rows that
+had NULL), so a relay channel never starts serving a family its operator did not declare."""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ class ChannelStore:
             models=frozenset(row.models) if row.models is not None else None,
             priority=row.priority, weight=row.weight, max_in_flight=row.max_in_flight,
             connect_timeout_s=row.connect_timeout_s, timeout_s=row.timeout_s, enabled=row.enabled,
-            cost_multiplier=row.cost_multiplier,
+            cost_multiplier=row.cost_multiplier, account_fields=bool(row.account_fields),
             health=ChannelHealth(row.consecutive_failures or 0, _aware(row.cooling_until), row.last_error,
                                  _aware(row.last_ok_at)),
         )
@@ -52,7 +56,7 @@ class ChannelStore:
             models=sorted(ch.models) if ch.models is not None else None,
             priority=ch.priority, weight=ch.weight, max_in_flight=ch.max_in_flight,
             connect_timeout_s=ch.connect_timeout_s, timeout_s=ch.timeout_s, enabled=ch.enabled,
-            cost_multiplier=ch.cost_multiplier, source=source, updated_at=now,
+            cost_multiplier=ch.cost_multiplier, account_fields=ch.account_fields, source=source, updated_at=now,
         )
         async with self.session.begin() as s:  # one statement: processes starting together never collide
             insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert

@@ -4,6 +4,24 @@ A channel is the official API (``kind="ideogram"``: ``Api-Key`` header, official
 reseller relay (``kind="relay"``: any base URL, ``bearer`` or ``api-key`` auth, paths under
 ``/ideogram`` or ``/ideogram/v1``). The secret key is kept encrypted at rest (it must be read
 back to call the upstream) and never appears in listings, logs or responses.
+
+Which operations a channel serves:
+
+- ``ideogram`` channels: every Ideogram endpoint of every family (legacy, 3.0, 4.0, /v2) unless
+  ``operations`` narrows them.
+- ``relay`` channels: only the operations they declare. One created without ``operations``
+  gets the legacy and 3.0 operations (``LEGACY_V3_OPERATIONS``), written out as an explicit
+  list: a reseller that relays those may not relay 4.0 or /v2, so an operator adds the new
+  families to a relay channel by listing them (migration 0008 gave existing relay channels
+  the same explicit list).
+- Models Ideogram resells from other vendors (``op.resold``: GPT Image, Nano Banana, Topaz, …)
+  are served only by a channel, of either kind, that lists the operation in ``operations``.
+
+``account_fields`` (default false): whether the request fields that act on the operator's own
+upstream account (``domain.operations.ACCOUNT_FIELDS``: ``target_collection_id``,
+``custom_model_uri``, ``magic_prompt_system_prompt_config_id``) are forwarded to this channel;
+when false the relay drops them from 4.0 and /v2 requests, and a request whose endpoint
+requires one goes only to channels that allow them.
 """
 
 from __future__ import annotations
@@ -18,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from ...domain.operations import Operation
+from ...domain.operations import Family, Operation
 from ...net.guard import Origin
 
 
@@ -51,7 +69,7 @@ KIND_DEFAULTS: dict[ChannelKind, dict[str, object]] = {
 }
 COMMON_DEFAULTS: dict[str, object] = {
     "priority": 0, "weight": 1, "max_in_flight": IDEOGRAM_DEFAULT_MAX_IN_FLIGHT, "timeout_s": 180.0,
-    "connect_timeout_s": 10.0, "cost_multiplier": 1.0, "enabled": True,
+    "connect_timeout_s": 10.0, "cost_multiplier": 1.0, "enabled": True, "account_fields": False,
 }
 # Accepted ranges of the numbers (inclusive).
 LIMITS: dict[str, tuple[float, float]] = {
@@ -59,6 +77,11 @@ LIMITS: dict[str, tuple[float, float]] = {
     "timeout_s": (0.001, 3600.0), "connect_timeout_s": (0.001, 600.0), "cost_multiplier": (0.0, 1000.0),
 }
 _INTEGERS = ("priority", "weight", "max_in_flight")
+_BOOLEANS = ("enabled", "account_fields")
+# What a relay channel created without ``operations`` serves (and what migration 0008 wrote into
+# existing relay rows that had none): the families that existed before 4.0 and /v2.
+LEGACY_V3_OPERATIONS: frozenset[Operation] = frozenset(
+    o for o in Operation if o.family in (Family.LEGACY, Family.V3))
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _KEY_BAD = re.compile(r"[\x00-\x20\x7f]")
 
@@ -93,13 +116,18 @@ class ChannelHealth:
 
 @dataclass
 class Channel:
+    """One upstream channel. ``operations`` None means "every operation" for an ``ideogram``
+    channel (resold models aside, which only an explicit list serves); a ``relay`` channel built
+    without ``operations`` gets ``LEGACY_V3_OPERATIONS`` as an explicit set, so it never starts
+    serving a family its operator did not declare."""
+
     name: str
     kind: ChannelKind = DEFAULT_KIND
     base_url: str | None = None  # default from the table (kind=ideogram: the official API)
     key: str = field(default="", repr=False)
     auth: AuthStyle | None = None  # None: the kind's default
     path_style: PathStyle | None = None  # None: the kind's default
-    operations: frozenset[Operation] | None = None  # None: every operation
+    operations: frozenset[Operation] | None = None  # None: ideogram: every operation; relay: legacy + 3.0
     models: frozenset[str] | None = None  # legacy models / V3 rendering speeds served; None: all
     priority: int = cast(int, COMMON_DEFAULTS["priority"])  # higher tiers are tried first
     weight: int = cast(int, COMMON_DEFAULTS["weight"])  # within a tier, weighted random
@@ -108,6 +136,7 @@ class Channel:
     timeout_s: float = cast(float, COMMON_DEFAULTS["timeout_s"])
     enabled: bool = True
     cost_multiplier: float = cast(float, COMMON_DEFAULTS["cost_multiplier"])  # its price to us vs the list prices
+    account_fields: bool = False  # forward ACCOUNT_FIELDS (they act on the operator's upstream account)
     health: ChannelHealth | None = field(default=None, repr=False, compare=False)  # as last read from the database
 
     def __post_init__(self) -> None:
@@ -141,8 +170,15 @@ class Channel:
                 raise ValueError(f"channel {self.name}: {name} must be {kind} from {lo:g} to {hi:g}")
             if not integer:
                 setattr(self, name, float(value))
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"channel {self.name}: enabled must be true or false")
+        for name in _BOOLEANS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"channel {self.name}: {name} must be true or false")
+        if self.operations is not None:
+            if not isinstance(self.operations, (set, frozenset, list, tuple)):
+                raise ValueError(f"channel {self.name}: operations must be a set of operations")
+            self.operations = frozenset(Operation(o) for o in self.operations)
+        elif self.kind is ChannelKind.RELAY:
+            self.operations = LEGACY_V3_OPERATIONS
 
     def __repr__(self) -> str:  # never the key or base-URL credentials (logs, tracebacks)
         return f"Channel({self.public()!r})"
@@ -157,9 +193,16 @@ class Channel:
         parts = urlsplit(self.base_url)
         return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
+    def declares(self, operation: Operation) -> bool:
+        """Lists ``operation`` (or, an ``ideogram`` channel without a list, serves every
+        operation but the resold models, which only an explicit list serves)."""
+        if self.operations is None:
+            return not operation.resold
+        return operation in self.operations
+
     def matches(self, operation: Operation, tier: str | None) -> bool:
         """Would serve ``operation`` at ``tier`` if enabled."""
-        if self.operations is not None and operation not in self.operations:
+        if not self.declares(operation):
             return False
         return self.models is None or tier is None or tier in self.models
 
@@ -167,12 +210,22 @@ class Channel:
         return self.enabled and self.matches(operation, tier)
 
     def url_for(self, operation: Operation) -> str:
+        """The operation's URL on this channel: official paths; ``ideogram``: ``/ideogram`` + the
+        official path; ``ideogram-v1``: ``/ideogram/v1`` + a legacy path and ``/ideogram`` + the
+        path of every later family (3.0, 4.0, /v2), as AI-YIAPI serves them."""
         path = operation.official_path
-        if self.path_style is PathStyle.IDEOGRAM:
-            path = "/ideogram" + path
-        elif self.path_style is PathStyle.IDEOGRAM_V1:
-            path = ("/ideogram" if operation.is_v3 else "/ideogram/v1") + path
-        return self.base_url + path
+        if self.path_style is PathStyle.IDEOGRAM_V1 and operation.family is Family.LEGACY:
+            return self.base_url + "/ideogram/v1" + path
+        return self.base_url + self.path_prefix + path
+
+    @property
+    def path_prefix(self) -> str:
+        """What goes before a non-legacy official path (``/v2/generations/{id}`` too)."""
+        return "" if self.path_style is PathStyle.OFFICIAL else "/ideogram"
+
+    def generation_url(self, generation_id: str) -> str:
+        """Where an asynchronous /v2 generation is polled (the id already validated)."""
+        return f"{self.base_url}{self.path_prefix}/v2/generations/{generation_id}"
 
     def auth_headers(self) -> dict[str, str]:
         if self.auth is AuthStyle.BEARER:
@@ -188,7 +241,7 @@ class Channel:
             "models": sorted(self.models) if self.models is not None else None,
             "priority": self.priority, "weight": self.weight, "max_in_flight": self.max_in_flight,
             "timeout_s": self.timeout_s, "connect_timeout_s": self.connect_timeout_s, "enabled": self.enabled,
-            "cost_multiplier": self.cost_multiplier,
+            "cost_multiplier": self.cost_multiplier, "account_fields": self.account_fields,
         }
 
 

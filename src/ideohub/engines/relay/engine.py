@@ -16,11 +16,20 @@
   image cannot be fetched the request fails as a whole with a generic 502 (the specifics, which
   could map our network, go to the log).
 - Channel health is written to the database only on transitions (``HealthLog``).
+- 4.0 and /v2: channels serve the operations they declare (``Channel.declares``); a model Ideogram
+  resells from another vendor that no channel declares is the caller's 400 naming the model.
+  The fields that act on the operator's upstream account reach only channels that allow them
+  (``account_fields``; the body is encoded with and without them, once each). A /v2 answer that
+  only acknowledges the work (``generation_id``, no ``data``) is polled at
+  ``GET /v2/generations/{id}`` on the same channel with its credentials — 1 s, then ×1.5, at
+  most 10 s apart, within the channel's timeout and the request's deadline — until it completes
+  (its images), fails for content policy (the caller's 422) or fails otherwise (fail over).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import math
@@ -36,29 +45,44 @@ from ...domain.errors import (
     DeadlineExceeded,
     EngineUnavailable,
     IdeohubError,
+    InvalidRequest,
     RateLimited,
     SafetyRejected,
     UpstreamFailed,
 )
-from ...domain.operations import CanonicalRequest, DescribeResult, ImageOutput, ImageResult, Operation
+from ...domain.operations import (
+    CanonicalRequest,
+    DescribeResult,
+    Family,
+    ImageOutput,
+    ImageResult,
+    JsonResult,
+    Operation,
+)
+from ...domain.sizes import Size
 from ...domain.untrusted import outside_text
 from ...media.decode import sniff_media_type
 from ...net.fetch import TooLarge, Unacceptable, open_stream, read_capped
 from ...net.guard import GuardedClients, GuardPolicy, Refused
 from ...observability import Metrics
 from ..base import Attempt, EngineContext
-from .channels import Channel, ChannelHealth
+from .channels import Channel, ChannelHealth, ChannelKind
 from .router import NoChannel, Outcome, Router
 from .wire import (
+    MAX_SIDE,
+    Acknowledged,
     EncodedBody,
     MalformedResponse,
     UpstreamImage,
     encode_request,
     error_message,
+    has_account_fields,
+    input_size,
+    parse_answer,
     parse_body,
-    parse_descriptions,
-    parse_images,
+    parse_generation,
     parse_retry_after,
+    required_account_field,
     tier_of,
 )
 
@@ -71,6 +95,11 @@ MAX_ERROR_BYTES = 64 * 1024  # an upstream's error answer: only its message is u
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)  # per read / connect; the deadline bounds the whole
 DOWNLOAD_FAILED = "could not download the generated images from the upstream"
 HEALTH_REFRESH = timedelta(minutes=5)  # a healthy channel's last_ok_at is rewritten at most this often
+POLL_FIRST_S = 1.0  # polling an acknowledged /v2 generation: the first wait,
+POLL_FACTOR = 1.5  # each next one this much longer,
+POLL_MAX_S = 10.0  # never more than this apart
+MAX_POLLS = 1000  # a bound of its own, whatever the clock says
+MAX_POLL_ERRORS = 5  # consecutive 429/5xx/connection errors while polling before failing over
 
 
 class UpstreamRejected(IdeohubError):
@@ -86,7 +115,8 @@ class _Retryable(Exception):
     """The upstream's failure: counts against the channel, and the next channel is tried."""
 
     def __init__(self, reason: str, outcome: Outcome = Outcome.FAILED, retry_after: float | None = None,
-                 throttled: bool = False, status: int | None = None, timed_out: bool = False) -> None:
+                 throttled: bool = False, status: int | None = None, timed_out: bool = False,
+                 may_bill: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.outcome = outcome
@@ -94,6 +124,7 @@ class _Retryable(Exception):
         self.throttled = throttled
         self.status = status
         self.timed_out = timed_out
+        self.may_bill = may_bill  # accepted work we stopped following: the upstream may still bill it
 
 
 class _DeadlineReached(Exception):
@@ -147,8 +178,32 @@ def _no_channel_message(channels: list[Channel], op: Operation, tier: str | None
     if disabled:
         return (f"every upstream channel that serves {what} is disabled ({', '.join(disabled)}); "
                 f"enable one with `ideohub channels enable NAME`")
-    return (f"no upstream channel serves {what}; "
+    hint = ""
+    if op.family in (Family.V4, Family.V2) and any(c.kind is ChannelKind.RELAY for c in channels):
+        hint = f" (a relay channel serves {op.value} only when its operations list it)"
+    return (f"no upstream channel serves {what}{hint}; "
             f"add one with `ideohub channels add` or in the config file's [[channels]]")
+
+
+def _resold_message(op: Operation) -> str:
+    model = op.v2_parts[1]
+    return (f"{model} is another vendor's model that Ideogram resells, and no upstream channel here offers it; "
+            f"an operator offers it by listing {op.value} in a channel's operations (`ideohub channels add NAME "
+            f"--operations {op.value} …` or operations in the config file's [[channels]]) and setting its price")
+
+
+def _image_size(data: bytes) -> Size:
+    """The size in a downloaded image's header (no decode)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DownloadFailed(f"the image header cannot be read ({exc.__class__.__name__})") from None
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise DownloadFailed(f"the image is {width}x{height}; sides must be 1 to {MAX_SIDE}")
+    return Size(width, height)
 
 
 def _image_head(head: bytes) -> None:
@@ -200,7 +255,20 @@ class RelayEngine:
         op = request.operation
         tier = tier_of(request)
         body = encode_request(request)  # InvalidRequest (400) here: no channel is chosen, none is blamed
+        # without the account fields, for the channels that do not allow them
+        bodies = {True: body, False: encode_request(request, account_fields=False) if has_account_fields(request)
+                  else body}
         channels = await self.directory.current()
+        if op.resold and not any(c.declares(op) for c in channels):
+            raise InvalidRequest("model", _resold_message(op))
+        needed = required_account_field(request)
+        if needed is not None:
+            allowed = [c for c in channels if c.account_fields]
+            if any(c.declares(op) for c in channels) and not any(c.declares(op) for c in allowed):
+                raise InvalidRequest(needed, f"acts on the operator's own upstream account and no channel serving "
+                                             f"{op.official_path} forwards such fields (an operator allows it with "
+                                             f"account_fields = true on a channel)")
+            channels = allowed
         tried: set[str] = set()
         failures: list[str] = []
         throttled: list[float] = []  # Retry-After of upstream 429s
@@ -215,7 +283,7 @@ class RelayEngine:
                                       retry_after=math.ceil(min(throttled)))
                 raise UpstreamFailed("every upstream channel failed: " + "; ".join(failures))
             tried.add(channel.name)
-            result = await self._use(channel, request, body, ctx)
+            result = await self._use(channel, request, bodies[channel.account_fields], ctx)
             if not isinstance(result, _Retryable):
                 ctx.channel = channel.name
                 return result
@@ -246,7 +314,8 @@ class RelayEngine:
             except _Retryable as exc:
                 outcome, retry_after, reason, status = exc.outcome, exc.retry_after, exc.reason, exc.status
                 # a timed-out upstream may still generate (and bill) the images
-                label, images = ("timeout", request.num_images) if exc.timed_out else (exc.outcome.value, 0)
+                label, images = ("timeout", request.num_images) if exc.timed_out else (
+                    exc.outcome.value, request.num_images if exc.may_bill else 0)
                 return exc
             except (UpstreamRejected, SafetyRejected) as exc:
                 outcome, label, status = Outcome.OK, "rejected", exc.status
@@ -316,6 +385,7 @@ class RelayEngine:
             raise _DeadlineReached()
         timeout = min(channel.timeout_s, budget)
         ours = budget < channel.timeout_s  # the request's deadline bounds this call, not the channel's timeout
+        until = time.monotonic() + timeout  # the whole attempt, polling included
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):  # the whole call: a trickling answer cannot outlast it
@@ -346,12 +416,15 @@ class RelayEngine:
         if status != 200:
             raise _Retryable(f"upstream answered {status}", status=status)
         try:
-            parsed = parse_body(data)
-            if request.operation is Operation.DESCRIBE:
-                return DescribeResult(parse_descriptions(parsed))
-            items = parse_images(parsed, request.num_images)
+            answer = parse_answer(request, parse_body(data))
         except MalformedResponse as exc:
             raise _Retryable(f"malformed response ({exc})", status=status) from None
+        if isinstance(answer, (DescribeResult, JsonResult)):
+            return answer
+        if isinstance(answer, Acknowledged):
+            items = await self._poll(channel, request, answer.generation_id, ctx, until, ours, timeout)
+        else:
+            items = answer
         started = time.perf_counter()
         try:
             async with asyncio.timeout(max(0.0, ctx.remaining())):
@@ -366,14 +439,89 @@ class RelayEngine:
         finally:
             ctx.engine_seconds += time.perf_counter() - started
 
+    async def _poll(self, channel: Channel, request: CanonicalRequest, generation_id: str, ctx: EngineContext,
+                    until: float, ours: bool, timeout: float) -> list[UpstreamImage]:
+        """Follow an acknowledged /v2 generation on ``channel`` until it completes (its images),
+        fails (content policy: the caller's 422; else fail over) or time is up (``until``: the
+        channel's timeout, or the request's deadline when ``ours``)."""
+        url = channel.generation_url(generation_id)  # the id was checked against GENERATION_ID
+        fallback = input_size(request)
+        delay, errors, last = POLL_FIRST_S, 0, "no answer"
+
+        def time_up() -> Exception:
+            if ours:
+                return _DeadlineReached()
+            return _Retryable(f"timed out after {timeout:g}s (generation still {last})", timed_out=True)
+
+        for _ in range(MAX_POLLS):
+            left = until - time.monotonic()
+            if left <= 0:
+                raise time_up()
+            await self.sleep(min(delay, left))
+            delay = min(delay * POLL_FACTOR, POLL_MAX_S)
+            left = until - time.monotonic()
+            if left <= 0:
+                raise time_up()
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(left):
+                    status, headers, data = await self._send(channel, "GET", url, None, None, left)
+            except (TimeoutError, httpx.TimeoutException):
+                raise time_up() from None
+            except httpx.HTTPError as exc:
+                errors += 1
+                last = f"unknown: connection error ({exc.__class__.__name__}) while polling"
+                if errors >= MAX_POLL_ERRORS:
+                    raise _Retryable(last, may_bill=True) from None
+                continue
+            except TooLarge:
+                raise _Retryable(f"malformed response (a poll answer larger than {MAX_ANSWER_BYTES} bytes)",
+                                 status=200, may_bill=True) from None
+            finally:
+                ctx.engine_seconds += time.perf_counter() - started
+            if status in (401, 402, 403):
+                raise _Retryable(f"upstream answered {status} while polling (key rejected or out of credit)",
+                                 Outcome.AUTH, status=status, may_bill=True)
+            if status in (408, 429) or status >= 500:
+                errors += 1
+                last = f"unknown: upstream answered {status} while polling"
+                if errors >= MAX_POLL_ERRORS:
+                    raise _Retryable(last, status=status, may_bill=True)
+                wait = parse_retry_after(headers.get("retry-after"))
+                if wait:
+                    delay = max(delay, min(wait, POLL_MAX_S))
+                continue
+            if status != 200:
+                raise _Retryable(f"upstream answered {status} while polling generation {generation_id}",
+                                 status=status, may_bill=True)
+            errors = 0
+            try:
+                generation = parse_generation(parse_body(data), generation_id, request.num_images, fallback)
+            except MalformedResponse as exc:
+                raise _Retryable(f"malformed response while polling ({exc})", status=200, may_bill=True) from None
+            last = generation.status
+            if generation.status == "completed":
+                return generation.images or []
+            if generation.status == "failed":
+                if generation.failure_reason == "content_policy_violation":
+                    raise SafetyRejected("the upstream refused to generate this content (content_policy_violation)")
+                raise _Retryable(f"the upstream's generation failed ({generation.failure_reason or 'no reason given'})",
+                                 status=200)
+        raise _Retryable(f"the generation was still {last} after {MAX_POLLS} polls", may_bill=True)
+
     async def _call(self, channel: Channel, operation: Operation, body: EncodedBody,
                     timeout: float) -> tuple[int, httpx.Headers, bytes]:
         """POST the prepared body; the answer read with a cap (an error answer's beyond the cap is
         dropped: only its message would have been used)."""
-        headers = {**channel.auth_headers(), "Content-Type": body.content_type, "Accept": "application/json",
-                   "Accept-Encoding": "identity"}
+        return await self._send(channel, "POST", channel.url_for(operation), body.content, body.content_type, timeout)
+
+    async def _send(self, channel: Channel, method: str, url: str, content: bytes | None, content_type: str | None,
+                    timeout: float) -> tuple[int, httpx.Headers, bytes]:
+        headers = {**channel.auth_headers(), "Accept": "application/json", "Accept-Encoding": "identity"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         async with self.client.stream(
-            "POST", channel.url_for(operation), content=body.content, headers=headers,
+            method, url, content=content, headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(channel.connect_timeout_s, timeout)),
         ) as response:
             if response.status_code == 200:
@@ -402,9 +550,14 @@ class RelayEngine:
         outputs = []
         for i, item in enumerate(items):
             data, media_type = tasks[i].result() if i in tasks else (None, "image/png")
+            resolution = item.resolution
+            if resolution is None:  # not stated (/v2 remove-background): the image's own header says
+                if data is None:
+                    raise DownloadFailed("an image without a stated size has no link")
+                resolution = _image_size(data)
             outputs.append(
                 ImageOutput(
-                    data=data, media_type=media_type, resolution=item.resolution, prompt=item.prompt, seed=item.seed,
+                    data=data, media_type=media_type, resolution=resolution, prompt=item.prompt, seed=item.seed,
                     is_image_safe=item.is_image_safe, upscaled_resolution=item.upscaled_resolution,
                     style_type=item.style_type,
                 )
