@@ -285,3 +285,39 @@ def test_a_drained_worker_hands_its_generation_back_and_another_completes_it(fle
     assert rec.owner == second.worker.id
     balance, charged, ledger = money(srv, account)
     assert charged == 1_000_000 - balance == 1_000_000 - ledger and charged > 0
+
+
+def test_4_0_and_v2_generations_run_on_workers_with_their_uploads_and_assets_staged(start_server, fresh):
+    """A /v2 remix's upload and a RESPONSE asset travel through storage to the worker (never in the
+    message); the worker rebuilds the request from its record and relays it faithfully."""
+    from conftest import png_bytes
+
+    url = queue_url()
+    ops = ["v2-generate-ideogram-4", "v2-remix-ideogram-4", "v4-generate"]
+    srv = start_server("config", engine_config={"*": "relay"}, queue_url=url, heartbeat_s=0.2,
+                       channels=[sim_channel("up", fresh[0], "ideogram", "bearer", operations=ops)])
+    settings = load_settings(data_dir=srv.settings.data_dir, public_base_url=srv.settings.base_url,
+                             **_shared(srv.settings))
+    w = WorkerThread(settings, None).start()
+    try:
+        _account, key = funded_key(srv)
+        headers = {"Api-Key": key}
+        r = srv.client.post("/v2/image/remix/ideogram-4", headers=headers,
+                            files={"image": ("in.png", png_bytes(64, 48), "image/png")},
+                            data={"prompt": "as a watercolor", "image_weight": "30"})
+        assert r.status_code == 200, r.text
+        sent = fresh[0].api_requests()[-1].fields
+        assert sent["image"]["size"] == "64x48" and sent["image_weight"] == 30 and sent["private"] is True
+        asset = r.json()["data"][0]["asset_id"]
+        again = srv.client.post("/v2/image/remix/ideogram-4", headers=headers, json={
+            "prompt": "as a woodcut", "async": True,
+            "image_asset_identifier": {"asset_id": asset, "asset_type": "RESPONSE"}})
+        assert again.status_code == 200 and set(again.json()) == {"generation_id", "seed"}, again.text
+        gid = again.json()["generation_id"]
+        done = wait_until(lambda: (b := srv.client.get(f"/v2/generations/{gid}", headers=headers).json())
+                          ["status"] != "pending" and b)
+        assert done["status"] == "completed", done
+        assert fresh[0].api_requests()[-1].fields["image"]["bytes"] > 0  # the asset went upstream as bytes
+        assert all(rec.owner == w.worker.id for rec in records(srv))
+    finally:
+        w.stop()

@@ -496,8 +496,9 @@ def channels_add(
     weight: Annotated[int | None, typer.Option("--weight", help="Weighted random within a tier")] = None,
     max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", help="Concurrent requests to it")] = None,
     operations: Annotated[str | None, typer.Option(
-        "--operations", help="Comma-separated, e.g. upscale,v4-generate (relay default: the legacy and 3.0 ones; "
-                             "ideogram default: all; resold models such as v2-generate-nano-banana-2 only if listed)",
+        "--operations", help="Comma-separated operations or families (legacy, 3.0, 4.0, v2), e.g. "
+                             "legacy,3.0,4.0,v2-generate-ideogram-4 (relay default: legacy,3.0; ideogram default: "
+                             "all; resold models such as v2-generate-nano-banana-2 only if listed by name)",
     )] = None,
     models: Annotated[str | None, typer.Option("--models", help="Models/speeds, e.g. V_2,TURBO")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per upstream request")] = None,
@@ -553,7 +554,7 @@ def channels_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
     from rich.text import Text
 
-    from .engines.relay.channels import ChannelHealth
+    from .engines.relay.channels import ChannelHealth, describe_operations
 
     settings = _settings(data_dir, config)
     channels = _with_channels(settings, lambda store: store.list())
@@ -565,7 +566,7 @@ def channels_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
         health = (c.health or ChannelHealth()).describe(c.enabled, now)  # may quote an upstream: no markup
         table.add_row(c.name, p["kind"], Text(str(p["base_url"])), p["auth"], p["path_style"], str(c.priority),
                       str(c.weight), str(c.max_in_flight),
-                      ",".join(p["operations"]) if p["operations"] else "all",  # type: ignore[arg-type]
+                      describe_operations(c.operations),
                       Text(health))
     Console(width=220).print(table)
 

@@ -154,3 +154,40 @@ def test_v2_402_and_429_are_generation_error_responses(srv):
     assert codes == [200, 429]
     component_validator("GenerationErrorResponse").validate(r.json())
     assert r.json()["reject_reason"] == "inflight_limit" and r.headers["Retry-After"]
+
+
+def test_dry_run_is_our_extension_on_the_older_families_too(srv):
+    src = png_bytes(40, 30)
+    q = srv.post("/upscale?dry_run=true", files={"image_file": ("in.png", src, "image/png")},
+                 data={"image_request": json.dumps({"num_images": 2})})
+    assert q.status_code == 200, q.text
+    quote = q.json()
+    component_validator("PriceQuote").validate(quote)
+    assert quote["billing_identifier"] == "upscale" and quote["quantity"] == 1 and quote["usd_micros"] == 60_000
+    r = srv.post("/upscale?async=true", files={"image_file": ("in.png", src, "image/png")},
+                 data={"image_request": json.dumps({"num_images": 2})})
+    gen = r.json()["generation_id"]
+    for _ in range(600):
+        polled = get(srv, f"/v1/generations/{gen}").json()
+        if polled["status"] != "pending":
+            break
+        time.sleep(0.1)
+    assert polled["usage_cost_usd_micros"] == quote["usd_micros"]
+    bad = srv.post("/describe?dry_run=true", files={"image_file": ("in.png", src, "image/png")})
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("dry_run")
+    odd = srv.post("/upscale?dry_run=maybe", files={"image_file": ("in.png", src, "image/png")},
+                   data={"image_request": "{}"})
+    assert odd.status_code == 400 and odd.json()["detail"].startswith("dry_run")
+
+
+def test_a_quote_needs_no_engine_and_holds_no_images_in_flight(srv):
+    body = {"prompt": "a lighthouse", "rendering_speed": "QUALITY", "num_images": 3}
+    assert srv.post("/v1/ideogram-v3/generate", json=body).status_code == 429  # 3 images; the key may have 2
+    assert srv.post("/v1/ideogram-v3/generate", json={**body, "num_images": 2}).status_code == 503  # no channel
+    q = srv.post("/v1/ideogram-v3/generate?dry_run=true", json=body)
+    assert q.status_code == 200, q.text
+    assert q.json()["billing_identifier"] == "v3_generate_quality" and q.json()["usd_micros"] == 3 * 90_000
+    v2 = srv.post("/v2/image/generate/ideogram-3?dry_run=true",
+                  json={"prompt": "a lighthouse", "rendering_speed": "turbo", "num_images": 2})
+    assert v2.status_code == 200 and v2.json()["billing_identifier"] == "v3_generate_turbo", v2.text
+    assert v2.json()["usd_micros"] == 2 * 30_000

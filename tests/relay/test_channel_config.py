@@ -183,3 +183,24 @@ def test_health_persists_on_sqlite(tmp_path):
 
 def test_health_persists_on_postgresql(pg_url, tmp_path):
     check_round_trip(health_round_trip(pg_url, tmp_path / "data"))
+
+
+def test_operations_take_family_shorthands_and_listings_fold_them_back():
+    from ideohub.domain.operations import Operation
+    from ideohub.engines.relay.channels import (
+        LEGACY_V3_OPERATIONS,
+        channel_from_options,
+        describe_operations,
+    )
+
+    ch = channel_from_options({"name": "r", "base_url": "https://relay.example", "key": "k",
+                               "operations": "legacy,4.0,v2-generate-nano-banana-2"})
+    assert Operation.GENERATE in ch.operations and Operation.V4_GENERATE in ch.operations
+    assert Operation.V3_GENERATE not in ch.operations and Operation.V2_GENERATE_IDEOGRAM_4 not in ch.operations
+    assert Operation.V2_GENERATE_NANO_BANANA_2 in ch.operations  # a resold model: by name only
+    assert describe_operations(ch.operations) == "legacy,4.0,v2-generate-nano-banana-2"
+    assert describe_operations(LEGACY_V3_OPERATIONS) == "legacy,3.0" and describe_operations(None) == "all"
+    v2 = channel_from_options({"name": "v", "base_url": "https://relay.example", "key": "k", "operations": ["v2"]})
+    assert not any(op.resold for op in v2.operations)  # a family never includes another vendor's models
+    with pytest.raises(ValueError, match="operations: unknown operation 'v5'"):
+        channel_from_options({"name": "x", "base_url": "https://relay.example", "key": "k", "operations": "v5"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..domain import spec_rules
 from ..domain.errors import InvalidRequest, NotFound
 from ..domain.operations import ImageInput, SpecRequest
 from ..media.decode import ImageLimits, read_image
@@ -45,7 +46,11 @@ async def resolve_assets(request: SpecRequest, repo: Repository, storage: Storag
         for i, identifier in enumerate(identifiers):
             where = f"{name}[{i}]" if isinstance(value, list) else name
             images.append((ASSET_FIELDS[name], await _read(identifier, where, repo, storage, account, limits)))
-    return replace(request, params=params, images=tuple(images))
+    resolved = replace(request, params=params, images=tuple(images))
+    image = resolved.image("image")
+    if image is not None and "image_weight" in params and isinstance(params.get("resolution"), str):
+        spec_rules.check_same_aspect(params["resolution"], image)  # the rule the dialect could not judge yet
+    return resolved
 
 
 async def _read(identifier: Any, where: str, repo: Repository, storage: Storage, account: str,

@@ -84,7 +84,7 @@ def _shape(path: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(props), frozenset(items)
 
 
-def _size_of(request: CanonicalRequest | None, outcome: Outcome) -> tuple[int, int] | None:
+def _size_of(outcome: Outcome) -> tuple[int, int] | None:
     if outcome.images:
         out = outcome.images[0].output
         size = out.upscaled_resolution or out.resolution
@@ -107,7 +107,7 @@ def _render_v2(outcome: Outcome) -> dict[str, Any]:
     if "seed" in top:
         seed = request.seed if request is not None else None
         body["seed"] = seed if seed is not None else (outcome.images[0].output.seed if outcome.images else 0)
-    size = _size_of(request, outcome)
+    size = _size_of(outcome)
     if size is not None and "width" in top:
         body["width"], body["height"] = size
     if outcome.document is not None:
@@ -131,7 +131,9 @@ def _image_v2(item: Any, fields: frozenset[str]) -> dict[str, Any]:
 
 def acknowledgement(operation: Operation, generation_id: str, request: CanonicalRequest | None) -> dict[str, Any]:
     """The answer to an asynchronous submission: ``{"generation_id"}``, and on /v2 the fields
-    the path's response schema has besides its results (``seed``, ``width``/``height``)."""
+    the path's response schema has besides its results (``seed``, ``width``/``height``). The seed
+    is the one fixed at admission; a path that takes no seed (/v2 remix ideogram-4) lets the
+    upstream choose, so its acknowledgement says 0 and the images carry their own seeds."""
     body: dict[str, Any] = {"generation_id": generation_id}
     if operation.family is not Family.V2:
         return body

@@ -72,7 +72,7 @@ ENDPOINTS: dict[Operation, Endpoint] = {
         Endpoint(Operation.UPSCALE, legacy.parse_upscale, json_body=False, multipart=True,
                  text_fields=_names("image_request"), file_fields=_names("image_file"), auth_status=403),
         Endpoint(Operation.DESCRIBE, legacy.parse_describe, json_body=False, multipart=True,
-                 text_fields=_names("describe_model_version"), file_fields=_names("image_file")),
+                 text_fields=_names("describe_model_version"), file_fields=_names("image_file"), quotable=False),
         Endpoint(Operation.V3_GENERATE, v3.parse_generate, json_body=True, multipart=True,
                  text_fields=_names(_V3_GENERATE),
                  file_fields=_names(f"style_reference_images {_V3_CHARACTER_FILES}")),
@@ -95,9 +95,6 @@ ENDPOINTS: dict[Operation, Endpoint] = {
                                     "negative_prompt num_images custom_model_uri")),
     )
 }
-
-ENDPOINTS[Operation.DESCRIBE] = ENDPOINTS[Operation.DESCRIBE].__class__(
-    **{**ENDPOINTS[Operation.DESCRIBE].__dict__, "quotable": False})
 
 # 4.0's asynchronous variants (``webhook_url`` as a query parameter): path → operation
 ASYNC_VARIANTS = {
@@ -124,7 +121,7 @@ def _spec_endpoint(op: Operation, path: str, always_async: bool = False) -> Endp
     found = spec.bodies_for(path)
     if found is None:
         return None  # a path no vendored document declares (logged by nothing: it is simply not served)
-    april = spec.APRIL_2026 if op in spec._APRIL_OPS else frozenset()
+    april = spec.APRIL_2026 if op in spec.APRIL_OPS else frozenset()
     quotable = op not in _UNQUOTABLE and not (op.family is Family.V2 and op.v2_parts[0] == "describe")
     return Endpoint(op, partial(spec.parse, op, path), json_body="application/json" in found.bodies,
                     multipart=any(mt != "application/json" for mt in found.bodies),

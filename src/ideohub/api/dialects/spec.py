@@ -33,7 +33,7 @@ OURS = frozenset({"async", "webhook_url"})  # the caller's delivery options: nev
 APRIL_2026 = frozenset({"prompt", "magic_prompt_option"})  # 4.0 generate's first shape
 _MAGIC_OPTIONS = ("AUTO", "ON", "OFF")
 _MAX_DETAIL = 240
-_APRIL_OPS = (Operation.V4_GENERATE, Operation.V45_GENERATE)
+APRIL_OPS = (Operation.V4_GENERATE, Operation.V45_GENERATE)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def parse(op: Operation, path: str, f: Fields) -> SpecRequest:
     media = "application/json" if f.from_json else "multipart/form-data"
     body = found.bodies.get(media) or next(iter(found.bodies.values()))
     instance, files = _instance(body, f)
-    if op in _APRIL_OPS:
+    if op in APRIL_OPS:
         _april_shape(instance, f)
     _validate(body, instance, files)
     params = {k: v for k, v in instance.items() if k not in OURS and not body_is_file(body, k)}

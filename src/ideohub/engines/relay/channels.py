@@ -82,6 +82,43 @@ _BOOLEANS = ("enabled", "account_fields")
 # existing relay rows that had none): the families that existed before 4.0 and /v2.
 LEGACY_V3_OPERATIONS: frozenset[Operation] = frozenset(
     o for o in Operation if o.family in (Family.LEGACY, Family.V3))
+# Shorthands for whole families in ``operations`` (resold models are never part of one: list each)
+FAMILIES = {"legacy": Family.LEGACY, "3.0": Family.V3, "4.0": Family.V4, "v2": Family.V2}
+
+
+def family_operations(name: str) -> frozenset[Operation]:
+    return frozenset(o for o in Operation if o.family is FAMILIES[name] and not o.resold)
+
+
+def parse_operations(names: list[str]) -> frozenset[Operation]:
+    """Operation names and family shorthands (``legacy``, ``3.0``, ``4.0``, ``v2``)."""
+    out: set[Operation] = set()
+    for name in names:
+        if name in FAMILIES:
+            out |= family_operations(name)
+            continue
+        try:
+            out.add(Operation(name))
+        except ValueError:
+            raise ValueError(f"operations: unknown operation {name[:80]!r}; use a family ({', '.join(FAMILIES)}) "
+                             f"or an operation such as v4-generate or v2-generate-ideogram-4") from None
+    return frozenset(out)
+
+
+def describe_operations(operations: frozenset[Operation] | None) -> str:
+    """For listings: whole families by their shorthand, the rest by name."""
+    if operations is None:
+        return "all"
+    parts: list[str] = []
+    rest = set(operations)
+    for name in FAMILIES:
+        family = family_operations(name)
+        if family <= rest:
+            parts.append(name)
+            rest -= family
+    return ",".join([*parts, *sorted(o.value for o in rest)])
+
+
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _KEY_BAD = re.compile(r"[\x00-\x20\x7f]")
 
@@ -310,11 +347,7 @@ def channel_from_options(options: dict[str, object]) -> Channel:
         if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"channel option {name} must be a list of names or a comma-separated string")
         if name == "operations":
-            try:
-                opts[name] = frozenset(Operation(v) for v in value)
-            except ValueError:
-                known = ", ".join(o.value for o in Operation)
-                raise ValueError(f"operations: unknown operation; known: {known}") from None
+            opts[name] = parse_operations(list(value))
         else:
             opts[name] = frozenset(value)
     return Channel(**opts)  # type: ignore[arg-type]
