@@ -108,7 +108,7 @@ def validate_response(body: dict[str, Any], op: Operation, input_size: str | Non
 _NEWEST_FIRST = (spec.OCT_2026, spec.MID_2026, spec.OFFICIAL)
 
 
-def _document_with(path: str) -> str:
+def document_with(path: str) -> str:
     for name in _NEWEST_FIRST:
         if path in document(name)["paths"]:
             return name
@@ -117,13 +117,13 @@ def _document_with(path: str) -> str:
 
 def path_response_validator(path: str, method: str = "post", status: str = "200") -> jsonschema.Validator:
     """The response schema of ``path`` in the newest vendored document that declares it."""
-    name = _document_with(path)
+    name = document_with(path)
     schema = document(name)["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
     return _validator(name, schema["$ref"].rsplit("/", 1)[1])
 
 
 def path_request_validator(path: str, media_type: str) -> jsonschema.Validator:
-    name = _document_with(path)
+    name = document_with(path)
     content = document(name)["paths"][path]["post"]["requestBody"]["content"][media_type]
     return _validator(name, content["schema"]["$ref"].rsplit("/", 1)[1])
 

@@ -1,13 +1,16 @@
 """Our published API description and docs: ``/openapi.json`` is a valid OpenAPI 3.1 document
 that describes every image endpoint's body (the official schemas, per accepted content type),
-responses and auth schemes, and the generation routes (polling, the webhook keys, the task
-dialect) with the official July-2026 schemas or our own, marked as extensions; real answers of
-a running server validate against what it publishes; ``/docs`` loads only assets we serve
-ourselves (works offline); the official specs the tests use are vendored in the package and
-pinned."""
+responses and auth schemes — the legacy and 3.0 endpoints from the original document, the 4.0
+and /v2 endpoints from the October-2026 extract, with ``dry_run`` (Ideogram's on /v2, ours
+elsewhere), /v2's ``GenerationErrorResponse`` on 402 and 429 and its images' ``asset_id`` — and
+the generation routes (polling, the webhook keys, the task dialect) with the official July-2026
+schemas or our own, marked as extensions; real answers of a running server validate against
+what it publishes; ``/docs`` loads only assets we serve ourselves (works offline); the official
+specs the tests use are vendored in the package and pinned."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from pathlib import Path
@@ -17,21 +20,24 @@ import httpx
 import jsonschema
 import pytest
 from conftest import Running, ThreadedServer, free_port
-from generations.support import PNG, Gate, poll_until
+from generations.support import PNG, Gate, new_key, poll_until
 from openapi import PINNED_SHA256, document, nullable_to_jsonschema
 from openapi_spec_validator import validate as validate_openapi
 
 from ideohub import spec
 from ideohub.api import generations, jwks, tasks
 from ideohub.api.app import create_app
-from ideohub.api.dialects import ENDPOINTS, all_paths
-from ideohub.api.openapi import OURS
+from ideohub.api.dialects import ENDPOINTS, SPEC_ENDPOINTS, all_paths
+from ideohub.api.openapi import OURS, RESOLVED_CLASHES, _copy_components
 from ideohub.config import load_settings
 from ideohub.domain.errors import UpstreamFailed
 from ideohub.domain.generations import FailureReason
-from ideohub.domain.operations import ImageResult, Operation
+from ideohub.domain.operations import Family, ImageResult, Operation
 from ideohub.domain.sizes import Size
 from ideohub.store import db
+from ideohub.store.ledger import Ledger
+from ideohub.store.repository import Repository
+from ideohub.store.secrets import Secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 V3 = "/v1/ideogram-v3/generate"
@@ -39,6 +45,14 @@ CALLBACK = "http://127.0.0.1:9/callback"  # allowed by webhook_allowed_hosts; ne
 ID_PATTERN = "^[A-Za-z0-9_-]{22}$"
 MID_2026_NAMES = {"GenerationResponse", "ImageGenerationObject", "WebhookSigningJwks", "WebhookSigningJwk",
                   "AsyncImageGenerationResponseV4", "WebhookUrl"}
+V2 = "/v2/image/generate/ideogram-4"
+V4 = "/v1/ideogram-v4/generate"
+REF = "#/components/schemas/"
+# What the October-2026 extract left out of everything it copied (its x-extract rule)
+LEFT_OUT = {"description", "example", "examples", "summary", "x-tool-description"}
+# The one October component that differs from the copy we publish by more than that (July's is
+# published): its display title
+KNOWN_DIFFERENCES = {"WebhookUrl": {"title"}}
 
 
 class SquareGate(Gate):
@@ -109,6 +123,74 @@ def check_answer(doc: dict[str, Any], r: httpx.Response, path: str, method: str 
     return body
 
 
+def to_openapi_31(node: Any) -> Any:
+    """An OpenAPI 3.0 schema as OpenAPI 3.1 writes it: ``nullable`` as the ``null`` type, and a
+    boolean ``exclusiveMinimum``/``exclusiveMaximum`` as the bound (the tests' own conversion)."""
+    def bounds(n: Any) -> Any:
+        if isinstance(n, list):
+            return [bounds(x) for x in n]
+        if not isinstance(n, dict):
+            return n
+        n = {k: bounds(v) for k, v in n.items()}
+        for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if n.get(exclusive) is True:
+                del n[exclusive]
+                n[exclusive] = n.pop(bound)
+            elif n.get(exclusive) is False:
+                del n[exclusive]
+        return n
+
+    return bounds(nullable_to_jsonschema(node))
+
+
+def without(node: Any, keys: set[str], top: set[str] = frozenset()) -> Any:  # type: ignore[assignment]
+    """``node`` without the keywords ``keys`` (anywhere but as property names) and ``top``."""
+    def strip(n: Any, names: bool = False) -> Any:
+        if isinstance(n, list):
+            return [strip(x) for x in n]
+        if not isinstance(n, dict):
+            return n
+        if names:
+            return {k: strip(v) for k, v in n.items()}
+        return {k: strip(v, k == "properties") for k, v in n.items() if k not in keys}
+
+    return {k: v for k, v in strip(node).items() if k not in top}
+
+
+def closure(schemas: dict[str, Any], names: set[str]) -> set[str]:
+    reached, todo = set(), set(names)
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo |= refs(schemas[name])
+    return reached
+
+
+def alternatives_of(doc: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    return doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+
+
+def matching(doc: dict[str, Any], path: str, body: Any) -> list[int]:
+    """The positions of the published 200 alternatives that ``body`` validates against."""
+    return [i for i, s in enumerate(alternatives_of(doc, path))
+            if jsonschema.Draft202012Validator({**s, "components": doc["components"]}).is_valid(body)]
+
+
+def unfunded_key(srv: Running) -> str:
+    """A key of a new account with no balance."""
+    async def go() -> str:
+        repo = Repository.connect(srv.settings.db_url, Secrets.load(srv.settings).key_pepper)
+        try:
+            account = await Ledger(repo.session).create_account("unfunded")
+            _row, key = await repo.create_key("k", account_id=account.id)
+            return key
+        finally:
+            await repo.close()
+
+    return asyncio.run(go())
+
+
 # ---------------------------------------------------------------- the vendored specs
 
 
@@ -166,8 +248,9 @@ def test_every_image_endpoint_has_its_official_bodies_and_responses(doc, endpoin
 
     ref = "#/components/schemas/"
     ok = op["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    quote = [{"$ref": ref + "PriceQuote"}] if endpoint.quotable else []  # dry_run (our extension here)
     assert ok == [official_op["responses"]["200"]["content"]["application/json"]["schema"],
-                  {"$ref": ref + "AsyncImageGenerationResponseV4"}, {"$ref": ref + "TaskEnvelope"}]
+                  {"$ref": ref + "AsyncImageGenerationResponseV4"}, {"$ref": ref + "TaskEnvelope"}, *quote]
     safety = op["responses"]["422"]["content"]["application/json"]["schema"]["oneOf"]
     assert safety == [official_op["responses"]["422"]["content"]["application/json"]["schema"],
                       {"$ref": ref + "TaskError"}]
@@ -186,13 +269,18 @@ def test_every_image_endpoint_has_its_official_bodies_and_responses(doc, endpoin
 def test_every_image_endpoint_documents_async_webhooks_callbacks_and_idempotency(doc) -> None:  # type: ignore
     for endpoint in ENDPOINTS.values():
         params = {(p["in"], p["name"]): p for p in doc["paths"][endpoint.path]["post"]["parameters"]}
+        dry_run = {("query", "dry_run")} if endpoint.quotable else set()  # not on /describe
         assert set(params) == {("query", "async"), ("query", "webhook_url"), ("query", "callback_url"),
-                               ("header", "Idempotency-Key")}, endpoint.path
+                               ("header", "Idempotency-Key"), *dry_run}, endpoint.path
         for p in params.values():  # none of them is Ideogram's on these endpoints
             assert p["x-ideohub-extension"] is True and "ideohub extension" in p["description"]
             assert p["required"] is False
         assert params[("query", "async")]["schema"]["type"] == "boolean"
+        if endpoint.quotable:
+            assert params[("query", "dry_run")]["schema"] == {"type": "boolean", "default": False}
+            assert "PriceQuote" in params[("query", "dry_run")]["description"]
         assert params[("query", "webhook_url")]["schema"] == {"$ref": "#/components/schemas/WebhookUrl"}
+    assert not ENDPOINTS[Operation.DESCRIBE].quotable
     webhook_url = doc["components"]["schemas"]["WebhookUrl"]
     assert webhook_url["maxLength"] == 2048 and "HTTPS" in webhook_url["description"]
     key = jsonschema.Draft202012Validator(params[("header", "Idempotency-Key")]["schema"])
@@ -200,6 +288,120 @@ def test_every_image_endpoint_documents_async_webhooks_callbacks_and_idempotency
         assert key.is_valid(good), good
     for bad in ("", "two words", "tab\there", "é", "x" * 256):
         assert not key.is_valid(bad), bad
+
+
+@pytest.mark.parametrize("endpoint", SPEC_ENDPOINTS, ids=[e.path for e in SPEC_ENDPOINTS])
+def test_every_4_0_and_v2_endpoint_has_its_official_bodies_and_responses(doc, endpoint) -> None:  # type: ignore
+    name, _ = spec.newest_with(endpoint.path)  # type: ignore[misc]
+    assert name == spec.OCT_2026
+    october = document(spec.OCT_2026)
+    official_op = october["paths"][endpoint.path]["post"]
+    op = doc["paths"][endpoint.path]["post"]
+    v2 = endpoint.operation.family is Family.V2
+    assert endpoint.path.startswith("/v2/image/" if v2 else ("/v1/ideogram-v4/", "/v1/ideogram-v45/"))
+    assert op["tags"] == ["Ideogram v2" if v2 else "Ideogram 4.0"]
+    for alias in all_paths(endpoint)[1:]:
+        assert alias not in doc["paths"] and f"`{alias}`" in op["description"]
+    assert op["security"] == [{"ApiKeyAuth": []}, {"BearerAuth": []}]
+    assert op["summary"] and "{}" not in repr(op["requestBody"]) and "{}" not in repr(op["responses"])
+
+    # the official request schema(s), per accepted content type
+    accepted = {mt for mt, ok in (("application/json", endpoint.json_body),
+                                  ("multipart/form-data", endpoint.multipart)) if ok}
+    content = op["requestBody"]["content"]
+    assert op["requestBody"]["required"] is True and set(content) == accepted
+    for mt, body in content.items():
+        official_body = official_op["requestBody"]["content"][mt]
+        assert body["schema"] == official_body["schema"] and body["schema"]["$ref"].startswith(REF)
+        assert body.get("encoding") == official_body.get("encoding")
+        request = body["schema"]["$ref"].rsplit("/", 1)[1]
+        assert without(doc["components"]["schemas"][request], LEFT_OUT) == \
+            without(to_openapi_31(october["components"]["schemas"][request]), LEFT_OUT)
+
+    # 200: the official schema first (on /v2 with our asset_id on its images), then the
+    # acknowledgement where the official schema is not it, the quote, the task envelope
+    official_ok = official_op["responses"]["200"]["content"]["application/json"]["schema"]
+    answer = resolve(doc, official_ok)
+    ok = alternatives_of(doc, endpoint.path)
+    if v2 and endpoint.operation.v2_parts[0] != "describe":  # images: with our asset_id
+        assert ok[0] == {"allOf": [official_ok, {"$ref": REF + "ResponseAssetIds"}]}
+    else:
+        assert ok[0] == official_ok
+    if endpoint.always_async:
+        assert official_ok == {"$ref": REF + "AsyncImageGenerationResponseV4"}
+    assert ({"$ref": REF + "PriceQuote"} in ok) is endpoint.quotable
+    assert ok[-1] == {"$ref": REF + "TaskEnvelope"}
+    acknowledged = set(answer.get("required", [])) <= {"generation_id", "seed", "width", "height"}
+    assert ({"$ref": REF + "AsyncImageGenerationResponseV4"} in ok[1:]) is not (
+        endpoint.always_async or (v2 and acknowledged))  # /v2's ack is its schema without `data`
+    assert "X-Ideohub-Generation-Id" in op["responses"]["200"]["headers"]
+
+    # parameters: dry_run where quotable (Ideogram's on /v2, ours on 4.0); the async ones
+    params = {(p["in"], p["name"]): p for p in op["parameters"]}
+    expected = {("query", "webhook_url"), ("query", "callback_url"), ("header", "Idempotency-Key")}
+    expected |= set() if endpoint.always_async else {("query", "async")}
+    expected |= {("query", "dry_run")} if endpoint.quotable else set()
+    assert set(params) == expected
+    if endpoint.quotable:
+        dry_run = params[("query", "dry_run")]
+        assert dry_run["schema"] == {"type": "boolean", "default": False} and dry_run["required"] is False
+        assert "PriceQuote" in dry_run["description"]
+        official_dry_run = [p for p in official_op.get("parameters", []) if p["name"] == "dry_run"]
+        if v2:
+            assert official_dry_run and "x-ideohub-extension" not in dry_run
+        else:
+            assert not official_dry_run and dry_run["x-ideohub-extension"] is True
+    webhook = params[("query", "webhook_url")]
+    assert webhook["schema"] == {"$ref": REF + "WebhookUrl"} and webhook["required"] is False
+    assert ("x-ideohub-extension" in webhook) is not endpoint.always_async  # Ideogram's on 4.0's /async/ paths
+    official_webhook = [p for p in official_op.get("parameters", []) if p["name"] == "webhook_url"]
+    if official_webhook and official_webhook[0]["required"]:  # 4.5's: we also accept none (poll instead)
+        assert "Ideogram requires it" in webhook["description"]
+    for key in (("query", "callback_url"), ("header", "Idempotency-Key"), ("query", "async")):
+        if key in params:
+            assert params[key]["x-ideohub-extension"] is True, key
+
+    # errors: /v2's 402 and 429 are GenerationErrorResponse; the rest problem JSON (or the task envelope)
+    responses = op["responses"]
+    problem = {"oneOf": [{"$ref": REF + "Problem"}, {"$ref": REF + "TaskError"}]}
+    rejection = {"oneOf": [{"$ref": REF + "GenerationErrorResponse"}, {"$ref": REF + "TaskError"}]}
+    for status in ("402", "429"):
+        assert responses[status]["content"]["application/json"]["schema"] == (rejection if v2 else problem), status
+    for status in ("400", "401", "403", "409", "413", "415", "502", "503", "504"):
+        assert responses[status]["content"]["application/json"]["schema"] == problem, status
+    assert "Retry-After" in responses["429"]["headers"] and "Retry-After" in responses["503"]["headers"]
+    safety = official_op["responses"]["422"]["content"]["application/json"]["schema"] \
+        if official_op["responses"].get("422", {}).get("content") else {"$ref": REF + "GenerateImageSafetyError"}
+    assert responses["422"]["content"]["application/json"]["schema"] == {"oneOf": [safety, {"$ref": REF + "TaskError"}]}
+    takes_assets = "AssetIdentifier" in closure(october["components"]["schemas"], refs(official_op["requestBody"]))
+    assert ("404" in responses) is takes_assets
+    assert takes_assets or not v2 or "asset_identifier" not in repr(official_op["requestBody"])
+    for status, response in responses.items():
+        assert response["description"], status
+
+
+def test_the_4_0_and_v2_families_and_their_extensions_are_described(doc) -> None:  # type: ignore[no-untyped-def]
+    tags = [t["name"] for t in doc["tags"]]
+    assert {"Legacy", "Ideogram 3.0", "Ideogram 4.0", "Ideogram v2"} <= set(tags)
+    documented = {p for p, item in doc["paths"].items() if "post" in item}
+    assert {e.path for e in SPEC_ENDPOINTS} <= documented
+    assert {"/v1/ideogram-v4/async/generate", "/v1/ideogram-v45/async/generate", V2, V4} <= documented
+    assert not [p for p in doc["paths"] if p.startswith("/ideogram/v2/") or p.startswith("/ideogram/v1/ideogram-v4")]
+    assets = doc["components"]["schemas"]["ResponseAssetIds"]
+    asset_id = assets["properties"]["data"]["items"]["properties"]["asset_id"]
+    assert assets["x-ideohub-extension"] is True and asset_id["x-ideohub-extension"] is True
+    assert "RESPONSE" in assets["description"] and "image_asset_identifier" in assets["description"]
+    error = component_validator(doc, REF + "GenerationErrorResponse")
+    assert error.is_valid({"error": "no", "reject_reason": "inflight_limit", "max_inflight_requests": 8})
+    assert not error.is_valid({"error": "no", "reject_reason": "because"}) and not error.is_valid({"error": "no"})
+    quote = component_validator(doc, REF + "PriceQuote")
+    assert quote.is_valid({"object": "price_quote", "billing_identifier": "ideogram_v3_generation", "quantity": 2,
+                           "usd_micros": 60000, "credit_millis": 3000, "qualifier": "exact"})
+    assert not quote.is_valid({"object": "price_quote", "usd_micros": 60000})
+    description = doc["info"]["description"]
+    for text in ("/v1/ideogram-v4/", "/v2/image/{capability}/{model}", "dry_run", "PriceQuote", "asset_id",
+                 "GenerationErrorResponse"):
+        assert text in description, text
 
 
 def test_the_documented_schemas_are_usable_and_match_what_we_answer(server, doc) -> None:  # type: ignore[no-untyped-def]
@@ -291,32 +493,68 @@ def test_the_admin_generation_route_is_documented_with_the_admin_token(doc) -> N
 
 
 def test_copied_official_components_are_the_vendored_ones(doc) -> None:  # type: ignore[no-untyped-def]
-    """Every component with an official name is that document's schema, after the nullable
-    conversion: the image endpoints' from ``ideogram-openapi.json``, the generation routes' from
-    the July-2026 file; no name of ours shadows an official one."""
+    """Every component with an official name is that document's schema, after the conversion to
+    OpenAPI 3.1: the legacy and 3.0 endpoints' from ``ideogram-openapi.json``, the generation
+    routes' from the July-2026 file, the 4.0 and /v2 endpoints' from the October-2026 extract
+    (where a name they share with an older document is the same schema but for what the
+    extract left out, the older copy, which has the descriptions, is published); no name of
+    ours shadows an official one."""
     official = document(spec.OFFICIAL)["components"]["schemas"]
     mid_2026 = document(spec.MID_2026)["components"]["schemas"]
+    october = document(spec.OCT_2026)["components"]["schemas"]
     schemas = doc["components"]["schemas"]
     fastapi_models: set[str] = set()
     assert MID_2026_NAMES <= set(schemas)
-    assert not set(OURS) & (set(official) | set(mid_2026))
+    assert not set(OURS) & (set(official) | set(mid_2026) | set(october))
+    legacy = closure(schemas, refs([doc["paths"][e.path] for e in ENDPOINTS.values()]) | refs(list(OURS.values())))
     for name, schema in schemas.items():
         if name in OURS:
             assert schema == OURS[name], name
         elif name in MID_2026_NAMES:
-            assert schema == nullable_to_jsonschema(mid_2026[name]), name
-        elif name in official:
-            assert schema == nullable_to_jsonschema(official[name]), name
+            assert schema == to_openapi_31(mid_2026[name]), name
+        elif name in official and name in legacy:
+            assert schema == to_openapi_31(official[name]), name
+        elif name in october:
+            assert schema == to_openapi_31(october[name]), name
         else:  # FastAPI's, from the admin API's models
-            assert name not in mid_2026, name
+            assert name not in mid_2026 and name not in official, name
             fastapi_models.add(name)
-    reached, todo = set(), refs({p: i for p, i in doc["paths"].items() if p.startswith("/admin")})
-    while todo:
-        name = todo.pop()
-        if name not in reached:
-            reached.add(name)
-            todo |= refs(schemas[name])
+    reached = closure(schemas, refs({p: i for p, i in doc["paths"].items() if p.startswith("/admin")}))
     assert fastapi_models <= reached
+
+    # what the 4.0 and /v2 endpoints reach is October's, up to what the extract left out
+    spec_names = closure(schemas, refs([doc["paths"][e.path] for e in SPEC_ENDPOINTS]) - set(OURS))
+    assert {"PriceQuote", "GenerationErrorResponse", "GenerationRejectReason", "AssetIdentifier"} <= spec_names
+    for name in spec_names:
+        top = KNOWN_DIFFERENCES.get(name, set())
+        assert without(schemas[name], LEFT_OUT, top) == without(to_openapi_31(october[name]), LEFT_OUT, top), name
+    # the one known difference is exactly October's title; the published WebhookUrl is July's
+    assert without(to_openapi_31(october["WebhookUrl"]), LEFT_OUT) == \
+        {**without(schemas["WebhookUrl"], LEFT_OUT), "title": "webhook_url"}
+    # OpenAPI 3.0's boolean exclusiveMinimum is rewritten (3.1 takes the bound itself)
+    assert october["StackedCustomModel"]["properties"]["weight"]["exclusiveMinimum"] is True
+    assert schemas["StackedCustomModel"]["properties"]["weight"]["exclusiveMinimum"] == 0
+    assert "minimum" not in schemas["StackedCustomModel"]["properties"]["weight"]
+
+
+def test_a_component_that_differs_between_documents_stops_the_build() -> None:
+    """Copying the October extract over what is already published: a schema that differs only by
+    what the extract left out is kept as it is (with its descriptions); WebhookUrl's title is the
+    one difference resolved by name; any other difference stops the build."""
+    mid_2026 = document(spec.MID_2026)["components"]["schemas"]
+    described = {name: to_openapi_31(mid_2026[name]) for name in ("AsyncImageGenerationResponseV4", "WebhookUrl")}
+    schemas = dict(described)
+    _copy_components(schemas, spec.OCT_2026, {"AsyncImageGenerationResponseV4", "WebhookUrl", "PriceQuote"})
+    assert {k: schemas[k] for k in described} == described and "description" in schemas["WebhookUrl"]
+    assert "PriceQuote" in schemas and "PriceQualifier" in schemas  # new names come with what they reference
+    assert RESOLVED_CLASHES == {"WebhookUrl": frozenset({"title"})}
+
+    for name, change in (("WebhookUrl", {"maxLength": 4096}), ("AsyncImageGenerationResponseV4", {"required": []}),
+                         ("PriceQuote", {"title": "Quote"})):
+        schemas = {**described, name: {**(described.get(name) or to_openapi_31(
+            document(spec.OCT_2026)["components"]["schemas"][name])), **change}}
+        with pytest.raises(RuntimeError, match=f"component {name} of {spec.OCT_2026} would replace"):
+            _copy_components(schemas, spec.OCT_2026, {name})
 
 
 def test_real_answers_validate_against_what_we_publish(server, doc, gate) -> None:  # type: ignore[no-untyped-def]
@@ -403,6 +641,71 @@ def test_real_answers_validate_against_what_we_publish(server, doc, gate) -> Non
     assert server.post(V3, json=fields, headers=retry).status_code == 200
     conflict = server.post(V3, json={**fields, "num_images": 1}, headers=retry)
     assert conflict.status_code == 409 and "Idempotency-Key" in check_answer(doc, conflict, V3)["detail"]
+
+
+def test_real_4_0_and_v2_answers_and_quotes_validate_against_what_we_publish(server, doc) -> None:  # type: ignore
+    """4.0 and /v2 answers (synchronous, acknowledged, quoted) and /v2's refusals from the running
+    server, against its own ``/openapi.json``; dry runs on a 3.0 endpoint (our extension) too."""
+    quote_of = {path: alternatives_of(doc, path).index({"$ref": REF + "PriceQuote"}) for path in (V2, V4, V3)}
+
+    # /v2: the answer (its images with asset_id), the acknowledgement, the quote
+    sync = server.post(V2, json={"prompt": "a lighthouse at dusk", "num_images": 2, "seed": 7})
+    body = check_answer(doc, sync, V2)
+    assert matching(doc, V2, body)[0] == 0 and len(body["data"]) == 2
+    assert all(f"/images/{item['asset_id']}." in item["url"] for item in body["data"])  # ResponseAssetIds
+    assert matching(doc, V2, {**body, "data": [{**body["data"][0], "asset_id": "not an id"}]}) == []
+    asset_id = body["data"][0]["asset_id"]
+    ack = server.post(V2, json={"prompt": "a lighthouse at dusk", "async": True})
+    body = check_answer(doc, ack, V2)
+    assert 0 in matching(doc, V2, body) and "data" not in body
+    poll_until(server, body["generation_id"], "completed")
+    quoted = server.post(V2 + "?dry_run=true", json={"prompt": "a lighthouse at dusk", "num_images": 2})
+    body = check_answer(doc, quoted, V2)
+    assert matching(doc, V2, body) == [quote_of[V2]] and body["object"] == "price_quote"
+
+    # a /v2 path whose official answer is the acknowledgement only, answered synchronously; one
+    # naming the image just delivered as a RESPONSE asset, and an unknown one (404)
+    background = "/v2/image/replace-background/ideogram-3"
+    replaced = server.post(background, data={"prompt": "a beach"}, files={"image": ("a.png", PNG, "image/png")})
+    body = check_answer(doc, replaced, background)
+    assert 0 in matching(doc, background, body) and body["data"]
+    assert all("asset_id" in item for item in body["data"])
+    upscale = "/v2/image/upscale/auto"
+    reused = server.post(upscale, json={"image_asset_identifier": {"asset_id": asset_id, "asset_type": "RESPONSE"}})
+    assert 0 in matching(doc, upscale, check_answer(doc, reused, upscale))
+    unknown = server.post(upscale, json={"image_asset_identifier": {"asset_id": "nope", "asset_type": "RESPONSE"}})
+    assert unknown.status_code == 404 and "asset_id" in check_answer(doc, unknown, upscale)["detail"]
+
+    # 4.0: the answer, the ack of an /async/ path, a quote (our extension there)
+    fields = {"text_prompt": "a lighthouse at dusk"}
+    assert matching(doc, V4, check_answer(doc, server.post(V4, json=fields), V4)) == [0]
+    async_path = "/v1/ideogram-v4/async/generate"
+    acknowledged = check_answer(doc, server.post(async_path, json=fields), async_path)
+    assert matching(doc, async_path, acknowledged) == [0]
+    poll_until(server, acknowledged["generation_id"], "completed")
+    assert matching(doc, V4, check_answer(doc, server.post(V4 + "?dry_run=true", json=fields), V4)) == [quote_of[V4]]
+
+    # 3.0 with dry_run (our extension): the quote, nothing run
+    v3 = check_answer(doc, server.post(V3 + "?dry_run=true", json={"prompt": "a cat", "num_images": 3}), V3)
+    assert matching(doc, V3, v3) == [quote_of[V3]] and v3["quantity"] == 3
+    assert server.post("/describe?dry_run=true",  # no quotes on describe: a 400 naming the parameter
+                       files={"image_file": ("a.png", PNG, "image/png")}).json()["detail"].startswith("dry_run")
+
+    # /v2's refusals: 402 (no balance) and 429 (the key's rate limit) are GenerationErrorResponse
+    broke = server.client.post(V2, headers={"Api-Key": unfunded_key(server)}, json={"prompt": "a cat"})
+    assert broke.status_code == 402, broke.text
+    assert check_answer(doc, broke, V2)["reject_reason"] == "insufficient_funds"
+    _account, limited = new_key(server, rpm=1)
+    answers = [server.client.post(V2, headers={"Api-Key": limited}, json={"prompt": "a cat"}) for _ in range(2)]
+    assert [r.status_code for r in answers] == [200, 429], answers[-1].text
+    assert check_answer(doc, answers[1], V2)["reject_reason"] == "inflight_limit"
+    assert "retry-after" in answers[1].headers
+    # the same refusal in the task dialect keeps the envelope
+    in_envelope = server.client.post(V2 + "?callback_url=" + CALLBACK, headers={"Api-Key": limited},
+                                     json={"prompt": "a cat"})
+    assert in_envelope.status_code == 429 and check_answer(doc, in_envelope, V2)["code"] == 429
+    invalid = server.post(V2, json={"prompt": "a cat", "num_images": 9})
+    assert invalid.status_code == 400 and "num_images" in check_answer(doc, invalid, V2)["detail"]
 
 
 # ---------------------------------------------------------------- /docs, offline

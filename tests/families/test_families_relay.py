@@ -117,9 +117,9 @@ def test_every_endpoint_through_a_channel(official, op):
 
 
 def _declared(op: Operation) -> set[str]:
-    from openapi import _document_with, document
+    from openapi import document, document_with
 
-    doc = document(_document_with(op.official_path))
+    doc = document(document_with(op.official_path))
     content = doc["paths"][op.official_path]["post"]["requestBody"]["content"]
     names: set[str] = set()
     for media in content.values():

@@ -191,3 +191,17 @@ def test_a_quote_needs_no_engine_and_holds_no_images_in_flight(srv):
                   json={"prompt": "a lighthouse", "rendering_speed": "turbo", "num_images": 2})
     assert v2.status_code == 200 and v2.json()["billing_identifier"] == "v3_generate_turbo", v2.text
     assert v2.json()["usd_micros"] == 2 * 30_000
+
+
+def test_a_json_part_sent_as_a_file_is_read_as_its_text(srv):
+    """Some clients send multipart JSON parts with a filename: 4.0's ``json_prompt`` is still read."""
+    prompt = {"high_level_description": "a lighthouse", "compositional_deconstruction": {
+        "background": "sea", "elements": [{"type": "text", "text": "HELLO", "desc": "a sign", "bbox": [1, 2, 3, 4]}]}}
+    q = srv.post("/v1/ideogram-v4/generate?dry_run=true",
+                 files={"json_prompt": ("prompt.json", json.dumps(prompt).encode(), "application/json")},
+                 data={"rendering_speed": "QUALITY"})
+    assert q.status_code == 200, q.text
+    assert q.json()["billing_identifier"] == "v4_generate_quality" and q.json()["usd_micros"] == 100_000
+    bad = srv.post("/v1/ideogram-v4/generate?dry_run=true",
+                   files={"json_prompt": ("prompt.json", b"{not json", "application/json")})
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("json_prompt")

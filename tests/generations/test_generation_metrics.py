@@ -60,6 +60,6 @@ def scenario(srv, gate) -> None:  # type: ignore[no-untyped-def]
     assert generations(after) == {"pending": 0, "completed": 2, "failed": 1}
     assert after[("ideohub_generation_oldest_pending_seconds", ())] == 0
     polls = after[("ideohub_requests_total", (("endpoint", "get-generation"), ("status", "200")))]
-    assert polls >= 3
+    assert polls >= 2  # one per poll_until at least (each polls until the end it waits for)
     assert poll(srv, "x").status_code == 400
     assert scrape(srv)[("ideohub_requests_total", (("endpoint", "get-generation"), ("status", "400")))] == 1

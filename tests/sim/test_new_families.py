@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from functools import cache
 from typing import Any
 
 import httpx
@@ -18,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ideohub import spec
 from ideohub.domain.operations import Family, Operation
 from ideohub.sim import SimConfig, SimulatedUpstream
 from ideohub.sim.schema import endpoints
+from sim.test_upstream import mask, png
+from openapi import component_validator, document_with, path_response_validator
 
 KEY = "test-new-families-key"
 GENERATION_PATH = "/v2/generations/{generation_id}"
@@ -30,65 +30,13 @@ GENERATION_PATH = "/v2/generations/{generation_id}"
 # ---------------------------------------------------------------- the oracle: the vendored documents
 
 
-def _nullable(node: Any) -> Any:
-    """OpenAPI 3.0 ``nullable`` as JSON Schema's ``null`` type (this file's own copy)."""
-    if isinstance(node, list):
-        return [_nullable(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _nullable(v) for k, v in node.items()}
-    if out.pop("nullable", False) is True:
-        if "type" in out:
-            out["type"] = [out["type"], "null"]
-            if "enum" in out:
-                out["enum"] = [*out["enum"], None]
-        else:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
-
-
-@cache
-def _document(name: str) -> dict[str, Any]:
-    return json.loads(spec.read_bytes(name))
-
-
-def _newest_with(path: str) -> str:
-    for name in (spec.OCT_2026, spec.MID_2026):
-        if path in _document(name)["paths"]:
-            return name
-    raise KeyError(path)
-
-
-@cache
-def _validator(name: str, schema_name: str) -> jsonschema.Validator:
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": _nullable(_document(name)["components"])}
-    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
-
-
 def response_validator(path: str, method: str = "post") -> jsonschema.Validator:
-    """The official 200 schema of ``path`` in the newest vendored document declaring it."""
-    name = _newest_with(path)
-    ref = _document(name)["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
-    return _validator(name, ref.rsplit("/", 1)[1])
+    """The official 200 schema of ``path`` in the newest vendored document declaring it (tests/openapi.py:
+    pinned documents, shared with no code of the sim)."""
+    return path_response_validator(path, method)
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def png(width: int, height: int) -> bytes:
-    yy, xx = np.mgrid[0:height, 0:width]
-    arr = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def mask(width: int, height: int) -> bytes:
-    arr = np.full((height, width), 255, np.uint8)
-    arr[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 0
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "PNG")
-    return buf.getvalue()
 
 
 IMG = png(256, 256)
@@ -249,7 +197,7 @@ def test_every_new_operation_is_served_and_has_a_case() -> None:
     assert served, "no 4.0 or /v2 operation is served: is the October-2026 extract vendored?"
     assert served <= set(CASES), sorted(served - set(CASES))
     for op in SERVED:  # served exactly when a vendored document declares the path, from the newest one
-        assert endpoints()[op].document == _newest_with(op.official_path)
+        assert endpoints()[op].document == document_with(op.official_path)
 
 
 @pytest.mark.parametrize("op", SERVED, ids=[op.value for op in SERVED])
@@ -552,7 +500,7 @@ def test_dry_run_is_validated_and_quoted_not_run(sim, client) -> None:
                        json={"prompt": "a forbidden cat", "num_images": 2})
     assert resp.status_code == 200, resp.text  # no safety review on a quote
     quote = resp.json()
-    _validator(spec.OCT_2026, "PriceQuote").validate(quote)
+    component_validator("PriceQuote").validate(quote)
     assert quote["object"] == "price_quote" and quote["quantity"] == 2 and quote["usd_micros"] == 60_000
     assert sim.stats()["png_encodes"] == encodes and sim.stats()["async_generations"] == 0
     assert sim.api_requests()[-1].query == "dry_run=true"

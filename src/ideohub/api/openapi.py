@@ -5,13 +5,18 @@ so ``install_openapi`` completes the generated document: for every endpoint on i
 path, the official request schemas for the content types it accepts, the official 200 and 422
 schemas, our RFC 7807 errors, and the two auth schemes; the official components it needs are
 copied in from the vendored ``ideohub/spec/ideogram-openapi.json`` (``nullable`` rewritten for
-OpenAPI 3.1). Generations (polling, the webhook keys) follow the July-2026 document, whose
-components are copied the same way; a copied name that would differ from one already in the
-document stops the build instead of replacing it. What Ideogram does not have (async and
-idempotency on these endpoints, the task dialect) is marked ``x-ideohub-extension: true``.
-Relay alias paths stay out of the paths list and are named in the descriptions.
-Swagger UI's assets come from the ``swagger_ui_bundle`` package and are served by us, so
-``/docs`` needs no network.
+OpenAPI 3.1). The 4.0 (``/v1/ideogram-v4/*``, ``/v1/ideogram-v45/*``, their ``/async/``
+variants) and ``/v2/image/*`` endpoints follow the newest vendored document that declares their
+path (the October-2026 extract), whose 402 and 429 on /v2 are ``GenerationErrorResponse`` and
+whose ``dry_run`` answers ``PriceQuote``. Generations (polling, the webhook keys) follow the
+July-2026 document. Each document's components are copied the same way; a copied name that
+would differ from one already in the document stops the build instead of replacing it (the
+October extract left descriptions and examples out, so for it "differ" ignores those keys; a
+real difference is resolved by name in ``RESOLVED_CLASHES``). What Ideogram does not have (async
+and idempotency on most endpoints, ``dry_run`` before /v2, /v2's ``asset_id``, the task dialect)
+is marked ``x-ideohub-extension: true``. Relay alias paths stay out of the paths list and are
+named in the descriptions. Swagger UI's assets come from the ``swagger_ui_bundle`` package and
+are served by us, so ``/docs`` needs no network.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from .. import spec
 from ..domain.errors import NotFound
 from ..domain.generations import GENERATION_ID, FailureReason
+from ..domain.operations import Family
 from ..notify.payloads import TASK_FAILED, TASK_PROCESSING, TASK_SUBMITTED, TASK_SUCCEED
 from . import generations, jwks, tasks
-from .dialects import ENDPOINTS, Endpoint, all_paths
+from .assets import ASSET_FIELDS
+from .dialects import ENDPOINTS, SPEC_ENDPOINTS, Endpoint, all_paths
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
@@ -185,9 +192,37 @@ OURS: dict[str, Any] = {
         "oneOf": [{"required": ["task_ids"]}, {"required": ["ids"]}],
         "properties": {"task_ids": _ids("task ids"), "ids": _ids("task ids (the same as `task_ids`)")},
     },
+    "ResponseAssetIds": {
+        "type": "object", "title": "ResponseAssetIds", **EXTENSION,
+        "description": "ideohub extension on /v2 answers: each image in `data` that this server stored carries "
+                       "`asset_id`. A later /v2 request may name that image instead of uploading it again, as "
+                       "`{\"asset_id\": \"...\", \"asset_type\": \"RESPONSE\"}` in "
+                       + ", ".join(f"`{f}`" for f in ASSET_FIELDS) + " (an `AssetIdentifier`).",
+        "properties": {"data": {"type": "array", "items": {"type": "object", "properties": {"asset_id": {
+            "type": "string", "minLength": 1, "maxLength": 40, "pattern": "^[A-Za-z0-9_-]+$", **EXTENSION,
+            "example": "7uS_VESkRI6O3-sVgHQp_A",
+            "description": "ideohub extension: the stored image's id, usable as a `RESPONSE` asset by the same "
+                           "account until the image expires."}}}}},
+    },
 }
 # The July-2026 components the generation routes use (copied with what they reference)
 MID_2026_ROOTS = {"GenerationResponse", "WebhookSigningJwks", "AsyncImageGenerationResponseV4", "WebhookUrl"}
+# The October-2026 components every image endpoint may answer beyond its own schemas: the dry
+# run's quote, /v2's refusal (402, 429), and the safety error shape /v2 answers on 422
+OCT_2026_ROOTS = {"PriceQuote", "GenerationErrorResponse", "GenerateImageSafetyError"}
+# The keys the October-2026 extract left out of everything it copied (its ``x-extract.rule``):
+# a component equal to one already copied but for these is the same schema, and the copy that
+# has its descriptions is kept.
+EXTRACT_LEFT_OUT = frozenset({"description", "example", "examples", "summary", "x-tool-description"})
+# Components whose newer version differs from the one already copied by more than that, each
+# resolved here on purpose: name → the top-level keys whose difference is accepted (the copy
+# already in the document is kept). Any other difference still stops the build.
+RESOLVED_CLASHES: dict[str, frozenset[str]] = {
+    # October's WebhookUrl adds only `title: "webhook_url"` (a display label) to July's; type,
+    # format and maxLength are the same. July's is kept: its description states the rules we
+    # enforce (HTTPS only; private, loopback and metadata hosts refused).
+    "WebhookUrl": frozenset({"title"}),
+}
 
 DESCRIPTION = """\
 The Ideogram image API, self-hosted: clients written for `api.ideogram.ai` (or for the resellers
@@ -197,16 +232,26 @@ that relay it) work by changing only their base URL and key.
 (`ApiKeyAuth`) or as `Authorization: Bearer KEY` (`BearerAuth`). The `/admin` API takes the
 admin token as `Authorization: Bearer <admin_token>` (`BearerAuth`).
 
-**Paths.** Each image endpoint is listed once, on its official path. The same operation also
-answers on the relay dialects' paths, which are not listed separately: `/ideogram` + the
-official path (e.g. `/ideogram/v1/ideogram-v3/generate`), and for the legacy endpoints
-`/ideogram/v1` + the legacy path (e.g. `/ideogram/v1/generate`).
+**Paths.** Each image endpoint is listed once, on its official path: the legacy endpoints,
+Ideogram 3.0 (`/v1/ideogram-v3/*`), Ideogram 4.0 (`/v1/ideogram-v4/*`, `/v1/ideogram-v45/*`
+and their `/async/` variants) and the `/v2` API (`/v2/image/{capability}/{model}`). The same
+operation also answers on the relay dialects' paths, which are not listed separately:
+`/ideogram` + the official path (e.g. `/ideogram/v1/ideogram-v3/generate`,
+`/ideogram/v2/image/generate/ideogram-4`), and for the legacy endpoints `/ideogram/v1` + the
+legacy path (e.g. `/ideogram/v1/generate`).
 
-**Bodies and responses** are Ideogram's official schemas. Image URLs in responses point to this
-server: signed, expiring links (`exp`, `kid`, `sig`).
+**Bodies and responses** are Ideogram's official schemas (4.0 and `/v2`: the October-2026
+document). Image URLs in responses point to this server: signed, expiring links (`exp`, `kid`,
+`sig`). Images in `/v2` answers also carry an `asset_id`, which a later `/v2` request can name
+as a `RESPONSE` asset instead of uploading the image again.
+
+**Price quotes.** `?dry_run=true` validates and prices a request without running it and answers
+Ideogram's `PriceQuote`: Ideogram's on `/v2`, our extension on the legacy, 3.0 and 4.0
+generation endpoints (not on describe or magic prompt).
 
 **Errors** are RFC 7807 problem JSON (`Problem`) whose `detail` names the field and the rule;
-a safety refusal is the spec's `422 {"error": "..."}`.
+a safety refusal is the spec's `422 {"error": "..."}`; on `/v2`, 402 and 429 are Ideogram's
+`GenerationErrorResponse` (`error`, `reject_reason`).
 
 **Generations.** Every admitted image request is a generation, polled at
 `/v1/generations/{generation_id}` or `/v2/generations/{generation_id}`; any image endpoint can
@@ -235,9 +280,14 @@ def _closure(schemas: dict[str, Any], names: set[str]) -> dict[str, Any]:
 
 
 def _problem(description: str, headers: dict[str, Any] | None = None, shape: str = "Problem") -> dict[str, Any]:
-    """An error answer: ``Problem``, ``TaskError`` (the task dialect), or ``either`` (an image
-    endpoint: the task envelope when the request carries ``callback_url``)."""
-    schema = {"oneOf": [_ref("Problem"), _ref("TaskError")]} if shape == "either" else _ref(shape)
+    """An error answer: ``Problem``, ``TaskError`` (the task dialect), ``either`` (an image
+    endpoint: the task envelope when the request carries ``callback_url``) or ``rejection`` (a
+    /v2 402 or 429: ``GenerationErrorResponse``, or the task envelope)."""
+    if shape in ("either", "rejection"):
+        first = "Problem" if shape == "either" else "GenerationErrorResponse"
+        schema = {"oneOf": [_ref(first), _ref("TaskError")]}
+    else:
+        schema = _ref(shape)
     out: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
     if headers:
         out["headers"] = headers
@@ -281,69 +331,280 @@ ASYNC_PARAMETERS: list[dict[str, Any]] = [
 ]
 
 
-def _ok(official: dict[str, Any]) -> dict[str, Any]:
-    """The official 200, or the asynchronous acknowledgement, or the task envelope."""
+_PARAMETER = {p["name"]: p for p in ASYNC_PARAMETERS}
+_DRY_RUN_TEXT = ("with `true`, the request is authenticated, validated and priced exactly as it would be, but not run: "
+                 "nothing is generated, stored, reserved or charged, and the answer is a `PriceQuote` (the charge "
+                 "if every image is delivered).")
+
+
+def _dry_run_parameter(official_parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """``dry_run``: the official parameter where the path's document declares it (/v2), else ours."""
+    for p in official_parameters:
+        if p.get("in") == "query" and p.get("name") == "dry_run":
+            return {**copy.deepcopy(p), "description": "Ideogram's: " + _DRY_RUN_TEXT}
+    return {"name": "dry_run", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+            **EXTENSION, "description": "ideohub extension (Ideogram has it on /v2 only): " + _DRY_RUN_TEXT}
+
+
+def _ok(official: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
+    """The official 200, or the asynchronous acknowledgement, or the task envelope, or (quotable
+    endpoints) the price quote."""
     out = copy.deepcopy(official)
     out["description"] = (official.get("description", "").rstrip(".") + ". With `async` or `webhook_url`: "
                           "`AsyncImageGenerationResponseV4`, `{\"generation_id\"}` (ideohub extension on this "
-                          "endpoint); with `callback_url`: the `TaskEnvelope` (ideohub extension).")
+                          "endpoint); with `callback_url`: the `TaskEnvelope` (ideohub extension)"
+                          + ("; with `dry_run=true`: `PriceQuote` (ideohub extension on this endpoint)."
+                             if endpoint.quotable else "."))
+    quote = [_ref("PriceQuote")] if endpoint.quotable else []
     for media in out["content"].values():
-        # anyOf, not oneOf: DescribeResponse requires no field, so it also matches the other two shapes
-        media["schema"] = {"anyOf": [media["schema"], _ref("AsyncImageGenerationResponseV4"), _ref("TaskEnvelope")]}
+        # anyOf, not oneOf: DescribeResponse requires no field, so it also matches the other shapes
+        media["schema"] = {"anyOf": [media["schema"], _ref("AsyncImageGenerationResponseV4"), _ref("TaskEnvelope"),
+                                     *quote]}
     out["headers"] = {**out.get("headers", {}), **_GENERATION_HEADER}
     return out
 
 
-def _operation(endpoint: Endpoint, official: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
-    """Our operation object for one image endpoint, from the official one."""
+def _request_body(endpoint: Endpoint, official: dict[str, Any]) -> dict[str, Any]:
     content = official["requestBody"]["content"]
     missing = [mt for mt in _media_types(endpoint) if mt not in content]
     if missing:
         raise RuntimeError(f"{endpoint.path}: the official spec has no {missing} body")
-    aliases = [p for p in all_paths(endpoint) if p != endpoint.path]
+    return {"required": True, "content": {mt: copy.deepcopy(content[mt]) for mt in _media_types(endpoint)}}
+
+
+def _responses(endpoint: Endpoint, ok: dict[str, Any], safety: dict[str, Any],
+               rejection: str = "either") -> dict[str, Any]:
+    """The answers of an image endpoint: ``ok`` (200), ``safety`` (422, official), our errors;
+    ``rejection``: the shape of 402 and 429 (``rejection`` on /v2)."""
     auth = endpoint.auth_status
     either, after = "either", _GENERATION_HEADER  # errors after admission carry the generation id
     responses: dict[str, Any] = {
-        "200": _ok(official["responses"]["200"]),
+        "200": ok,
         "400": _problem("Invalid input: `detail` names the field and the rule.", shape=either),
-        "402": _problem("The account's balance does not cover the request's price (nothing ran).", shape=either),
+        "402": _problem("The account's balance, or the key's spending cap, does not cover the request's price "
+                        "(nothing ran)" + (": `reject_reason` `insufficient_funds`." if rejection == "rejection"
+                                           else "."), shape=rejection),
     }
     if auth == 401:
-        responses["401"] = _problem("Missing or unknown API key.", _WWW_AUTHENTICATE, either)
-        responses["403"] = _problem("The key is expired, revoked, not allowed this operation, or over its spending "
-                                    "cap.", shape=either)
-    else:  # the spec answers 403 for a missing key on /remix, /upscale and V3 remix
-        responses["403"] = _problem("Missing, unknown or expired API key, or one not allowed this operation.",
+        responses["401"] = _problem("Missing, unknown, expired or revoked API key.", _WWW_AUTHENTICATE, either)
+        responses["403"] = _problem("The key may not use this operation, or its account no longer exists.",
                                     shape=either)
+    else:  # the spec answers 403 for a missing key on /remix, /upscale and V3 remix
+        responses["403"] = _problem("Missing, unknown, expired or revoked API key, or one that may not use this "
+                                    "operation.", shape=either)
     responses.update({
         "409": _problem("The `Idempotency-Key` was used in the last 24 h for a different request (ideohub "
                         "extension).", shape=either),
         "413": _problem("The body, a part or a file is larger than the configured limit.", shape=either),
         "415": _problem("The Content-Type is not one this endpoint accepts, or an upload is not JPEG, PNG or WebP.",
                         shape=either),
-        "422": {**_with_task_error(official["responses"]["422"]), "headers": after},
-        "429": _problem("Rate limit of the key, or every upstream channel is busy or cooling down.",
-                        {**_RETRY_AFTER, **after}, either),
+        "422": {**_with_task_error(safety), "headers": after},
+        "429": _problem("Rate limit of the key, or every upstream channel is busy or cooling down"
+                        + (": `reject_reason` `inflight_limit`, with `max_inflight_requests` where a limit of "
+                           "images in flight applies." if rejection == "rejection" else "."),
+                        {**_RETRY_AFTER, **after}, rejection),
         "502": _problem("Every upstream channel tried failed (the request is refunded).", after, either),
         "503": _problem("No engine serves this operation, or the work queue is full.", {**_RETRY_AFTER, **after},
                         either),
         "504": _problem("The request did not complete within the configured deadline (refunded).", after, either),
     })
+    return responses
+
+
+def _operation(endpoint: Endpoint, official: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """Our operation object for one legacy or 3.0 endpoint, from the official one."""
+    aliases = [p for p in all_paths(endpoint) if p != endpoint.path]
+    responses = _responses(endpoint, _ok(official["responses"]["200"], endpoint), official["responses"]["422"])
     description = (official.get("description", "").strip() + "\n\n" if official.get("description") else "") + (
         "Also answers on " + ", ".join(f"`{p}`" for p in aliases) + " (relay dialects).\n\n"
         "Every admitted request is a generation (`X-Ideohub-Generation-Id`), pollable at "
         "`/v1/generations/{generation_id}`. ideohub extensions: `async`, `webhook_url` and `callback_url` (query "
-        "or top-level body fields) make it asynchronous; `Idempotency-Key` makes retries safe.")
+        "or top-level body fields) make it asynchronous; `Idempotency-Key` makes retries safe"
+        + ("; `dry_run=true` answers a `PriceQuote` instead of running it." if endpoint.quotable else "."))
+    parameters = copy.deepcopy(ASYNC_PARAMETERS)
+    if endpoint.quotable:
+        parameters.append(_dry_run_parameter([]))
     return {
         **{k: v for k, v in ours.items() if k in ("operationId",)},
         "tags": ["Ideogram 3.0" if endpoint.operation.is_v3 else "Legacy"],
         "summary": official.get("summary", ours.get("summary", endpoint.path)),
         "description": description,
-        "parameters": copy.deepcopy(ASYNC_PARAMETERS),
-        "requestBody": {
-            "required": True,
-            "content": {mt: copy.deepcopy(content[mt]) for mt in _media_types(endpoint)},
-        },
+        "parameters": parameters,
+        "requestBody": _request_body(endpoint, official),
+        "responses": dict(sorted(responses.items())),
+        "security": [{"ApiKeyAuth": []}, {"BearerAuth": []}],
+    }
+
+
+# ---------------------------------------------------------------- Ideogram 4.0 and /v2
+
+_V4_ACTIONS = {"generate": "Generate", "remix": "Remix", "generate-transparent": "Generate a transparent image",
+               "magic-prompt": "Magic prompt", "describe": "Describe"}
+_V2_CAPABILITIES = {"generate": "Generate", "remix": "Remix", "inpaint": "Inpaint", "reframe": "Reframe",
+                    "upscale": "Upscale", "remove-background": "Remove the background",
+                    "replace-background": "Replace the background", "describe": "Describe"}
+
+
+def _spec_summary(endpoint: Endpoint) -> str:
+    op = endpoint.operation
+    if op.family is Family.V2:
+        capability, model = op.v2_parts
+        return f"{_V2_CAPABILITIES.get(capability, capability)} with {model}"
+    version, _, action = op.value.partition("-")
+    name = {"v4": "Ideogram 4.0", "v45": "Ideogram 4.5"}.get(version, version)
+    return f"{_V4_ACTIONS.get(action, action)} with {name}" + (" (asynchronous)" if endpoint.always_async else "")
+
+
+def _schema_of(source: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = source["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def _has_images(endpoint: Endpoint) -> bool:
+    """A /v2 path whose synchronous answer lists images in ``data`` (every one but describe: also
+    those whose official schema is the acknowledgement only, such as replace-background)."""
+    return endpoint.operation.family is Family.V2 and endpoint.operation.v2_parts[0] != "describe"
+
+
+def _spec_ok(endpoint: Endpoint, official: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """The 200 of a 4.0 or /v2 endpoint: the official schema (on /v2 with our ``asset_id`` on its
+    images); the acknowledgement where the official schema is not it; the quote; the task envelope."""
+    (media, body), = official["content"].items()
+    schema = body["schema"]
+    answer = _schema_of(source, schema)
+    v2 = endpoint.operation.family is Family.V2
+    alternatives: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if _has_images(endpoint):
+        alternatives.append({"allOf": [schema, _ref("ResponseAssetIds")]})
+        notes.append("Its images carry `asset_id` (ideohub extension, `ResponseAssetIds`).")
+    else:
+        alternatives.append(schema)
+    name = schema.get("$ref", "").rsplit("/", 1)[-1]
+    if endpoint.always_async:
+        notes.append("The request is admitted and answered at once: `{\"generation_id\"}`; poll "
+                     "`/v1/generations/{generation_id}`, or pass `webhook_url` to have the result POSTed there.")
+    elif v2 and set(answer.get("required", [])) <= {"generation_id", "seed", "width", "height"}:
+        notes.append("With `async` or `webhook_url`: the same schema without `data` (`generation_id`, and `seed`, "
+                     "`width`, `height` where it has them); poll `/v2/generations/{generation_id}`.")
+    else:
+        alternatives.append(_ref("AsyncImageGenerationResponseV4"))
+        notes.append("With `async` or `webhook_url`: `AsyncImageGenerationResponseV4`, `{\"generation_id\"}` "
+                     "(ideohub extension on this endpoint).")
+    if endpoint.quotable:
+        alternatives.append(_ref("PriceQuote"))
+        notes.append("With `dry_run=true`: `PriceQuote`" + (" (ideohub extension on this endpoint)." if not v2
+                                                             else "."))
+    alternatives.append(_ref("TaskEnvelope"))
+    notes.append("With `callback_url`: the `TaskEnvelope` (ideohub extension).")
+    return {
+        "description": f"`{name}`. " + " ".join(notes),
+        "headers": copy.deepcopy(_GENERATION_HEADER),
+        # anyOf, not oneOf: some official answers require no field, so they also match the other shapes
+        "content": {media: {"schema": {"anyOf": alternatives}}},
+    }
+
+
+def _body_fields(source: dict[str, Any], official: dict[str, Any]) -> set[str]:
+    """The top-level fields the official request schemas of an operation declare."""
+    return {name for body in official["requestBody"]["content"].values()
+            for name in _schema_of(source, body["schema"]).get("properties", {})}
+
+
+def _in_body(field: str, declared: set[str]) -> str:
+    """Where /v2 takes ``field`` besides the query string (ours)."""
+    if field in declared:
+        return f"Ideogram's /v2 reads `{field}` from the body (a JSON or multipart field), which works too."
+    return (f"This path's official schema has no `{field}`; ideohub also takes it as a top-level body field (an "
+            "ideohub extension too).")
+
+
+def _spec_parameters(endpoint: Endpoint, official: dict[str, Any], source: dict[str, Any]) -> list[dict[str, Any]]:
+    v2 = endpoint.operation.family is Family.V2
+    declared = _body_fields(source, official)
+    parameters = official.get("parameters", [])
+    out: list[dict[str, Any]] = []
+    if not endpoint.always_async:
+        if v2:
+            out.append({**copy.deepcopy(_PARAMETER["async"]), "description": (
+                "ideohub extension as a query parameter. " + _in_body("async", declared) + " `true` answers at "
+                "once, after admission, with the path's response schema without `data` (or `{\"generation_id\"}`); "
+                "poll it at `/v2/generations/{generation_id}`.")})
+        else:
+            out.append(copy.deepcopy(_PARAMETER["async"]))
+    webhook = next((p for p in parameters if p.get("in") == "query" and p.get("name") == "webhook_url"), None)
+    if webhook is not None:  # 4.0's /async/ paths
+        out.append({**copy.deepcopy(webhook), "required": False, "description": (
+            "Ideogram's: where the result is POSTed once every image is done, signed with Ed25519 (keys at "
+            "`/v1/.well-known/jwks.json`). Must be https and resolve to a public address (unless the operator's "
+            "`webhook_allowed_hosts` lists it). Without it, poll `/v1/generations/{generation_id}`"
+            + (" (Ideogram requires it on this path; ideohub does not: an ideohub extension)."
+               if webhook.get("required") else "."))})
+    elif v2:
+        out.append({**copy.deepcopy(_PARAMETER["webhook_url"]), "description": (
+            "ideohub extension as a query parameter. " + _in_body("webhook_url", declared) + " Makes the call "
+            "asynchronous, and the result is POSTed there, signed with Ed25519 (keys at "
+            "`/v1/.well-known/jwks.json`). Must be https and resolve to a public address (unless the operator's "
+            "`webhook_allowed_hosts` lists it).")})
+    else:
+        out.append(copy.deepcopy(_PARAMETER["webhook_url"]))
+    out += [copy.deepcopy(_PARAMETER["callback_url"]), copy.deepcopy(_PARAMETER["Idempotency-Key"])]
+    if endpoint.quotable:
+        out.append(_dry_run_parameter(parameters))
+    return out
+
+
+_DOCUMENT_NAMES = {spec.OCT_2026: "October-2026", spec.MID_2026: "July-2026", spec.OFFICIAL: "2025"}
+
+
+def _spec_operation(endpoint: Endpoint, official: dict[str, Any], ours: dict[str, Any], document: str,
+                    source: dict[str, Any]) -> dict[str, Any]:
+    """Our operation object for one 4.0 or /v2 endpoint, from the official one in ``source`` (the
+    vendored document named ``document``)."""
+    v2 = endpoint.operation.family is Family.V2
+    request_body = _request_body(endpoint, official)
+    safety = copy.deepcopy(official["responses"].get("422") or {})
+    if not safety.get("content"):  # /v2 gives its 422 no body; ours is the 4.0 safety error's shape
+        safety = {"content": {"application/json": {"schema": _ref("GenerateImageSafetyError")}}}
+    safety["description"] = "A safety refusal of the prompt or an image: `{\"error\": \"...\"}`."
+    responses = _responses(endpoint, _spec_ok(endpoint, official["responses"]["200"], source), safety,
+                           "rejection" if v2 else "either")
+    reachable = _closure(source["components"]["schemas"], _refs(official["requestBody"]))
+    if "AssetIdentifier" in reachable:
+        responses["404"] = _problem("An asset identifier names no image of this account: unknown, expired, or "
+                                    "another account's (answered the same).", shape="either")
+    aliases = [p for p in all_paths(endpoint) if p != endpoint.path]
+    notes = ["Also answers on " + ", ".join(f"`{p}`" for p in aliases) + " (relay dialects).",
+             f"The request and answer are the official schemas of Ideogram's {_DOCUMENT_NAMES[document]} API "
+             "description."]
+    if v2:
+        notes.append("402 and 429 are Ideogram's `GenerationErrorResponse`; other errors are RFC 7807 problem JSON.")
+        if _has_images(endpoint):
+            notes.append("Images in the answer carry `asset_id` (ideohub extension, `ResponseAssetIds`).")
+        if "AssetIdentifier" in reachable:
+            notes.append("An `*_asset_identifier(s)` field may name an image this server delivered to the same "
+                         "account, as `{\"asset_id\": \"...\", \"asset_type\": \"RESPONSE\"}` (ideohub extension), "
+                         "instead of uploading it again; other asset types are a 400.")
+    extensions = []
+    if v2:
+        extensions.append("`async` and `webhook_url` as query parameters (Ideogram's are body fields, which work "
+                          "too, also where this path's schema lacks them)")
+    elif not endpoint.always_async:
+        extensions.append("`async` and `webhook_url` (query or top-level body fields) make it asynchronous")
+    extensions += ["`callback_url` answers in the resellers' task dialect", "`Idempotency-Key` makes retries safe"]
+    if endpoint.quotable and not v2:
+        extensions.append("`dry_run=true` answers a `PriceQuote` instead of running it")
+    poll = "/v2/generations/{generation_id}" if v2 else "/v1/generations/{generation_id}"
+    notes.append(f"Every admitted request is a generation (`X-Ideohub-Generation-Id`), pollable at `{poll}`. "
+                 "ideohub extensions: " + "; ".join(extensions) + ".")
+    return {
+        **{k: v for k, v in ours.items() if k in ("operationId",)},
+        "tags": ["Ideogram v2" if v2 else "Ideogram 4.0"],
+        "summary": _spec_summary(endpoint),
+        "description": "\n\n".join(notes),
+        "parameters": _spec_parameters(endpoint, official, source),
+        "requestBody": request_body,
         "responses": dict(sorted(responses.items())),
         "security": [{"ApiKeyAuth": []}, {"BearerAuth": []}],
     }
@@ -476,14 +737,59 @@ def _generation_operations() -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
+def _to_openapi_31(schema: Any) -> Any:
+    """An OpenAPI 3.0 schema in OpenAPI 3.1's JSON Schema: ``nullable`` as a ``null`` type, and a
+    boolean ``exclusiveMinimum``/``exclusiveMaximum`` as the bound itself."""
+    out = spec.nullable_to_jsonschema(schema)
+
+    def bounds(node: Any) -> Any:
+        if isinstance(node, list):
+            return [bounds(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        node = {k: bounds(v) for k, v in node.items()}
+        for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if isinstance(node.get(exclusive), bool):
+                if node.pop(exclusive) and bound in node:
+                    node[exclusive] = node.pop(bound)
+        return node
+
+    return bounds(out)
+
+
+def _without(node: Any, keys: frozenset[str], top: frozenset[str] = frozenset()) -> Any:
+    """``node`` without the keywords ``keys`` anywhere (never a property of that name) and ``top``
+    at its top level."""
+    def strip(n: Any, names: bool) -> Any:
+        if isinstance(n, list):
+            return [strip(x, False) for x in n]
+        if not isinstance(n, dict):
+            return n
+        if names:  # a ``properties`` map: its keys are field names, not keywords
+            return {k: strip(v, False) for k, v in n.items()}
+        return {k: strip(v, k in ("properties", "patternProperties")) for k, v in n.items() if k not in keys}
+
+    out = strip(node, False)
+    return {k: v for k, v in out.items() if k not in top} if isinstance(out, dict) else out
+
+
 def _copy_components(schemas: dict[str, Any], name: str, roots: set[str]) -> None:
     """Copy ``roots`` and what they reference from the vendored document ``name``; a name that
-    is already in the document with other content (ours, or the other file's) is an error."""
-    source = spec.load(name)["components"]["schemas"]
+    is already in the document with other content (ours, or another file's) is an error. From
+    an extract (a document with ``x-extract``), a schema that differs only by what the extract
+    left out is the one already there (kept, with its descriptions), and so is one resolved in
+    ``RESOLVED_CLASHES``."""
+    document = spec.load(name)
+    source = document["components"]["schemas"]
+    left_out = EXTRACT_LEFT_OUT if "x-extract" in document else frozenset()
     for component, schema in _closure(source, roots).items():
-        converted = spec.nullable_to_jsonschema(schema)
-        if component in schemas and schemas[component] != converted:
-            raise RuntimeError(f"component {component} of {name} would replace a different schema of that name")
+        converted = _to_openapi_31(schema)
+        present = schemas.get(component)
+        if present is not None and present != converted:
+            accepted = RESOLVED_CLASHES.get(component, frozenset())
+            if _without(present, left_out, accepted) != _without(converted, left_out, accepted):
+                raise RuntimeError(f"component {component} of {name} would replace a different schema of that name")
+            continue
         schemas[component] = converted
 
 
@@ -492,8 +798,10 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
     paths = doc.setdefault("paths", {})
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    clash = set(OURS) & (set(schemas) | set(official["components"]["schemas"])
-                         | set(spec.load(spec.MID_2026)["components"]["schemas"]))
+    theirs = set(schemas) | set(official["components"]["schemas"])
+    for document in (spec.MID_2026, spec.OCT_2026):
+        theirs |= set(spec.load(document)["components"]["schemas"])
+    clash = set(OURS) & theirs
     if clash:
         raise RuntimeError(f"components {sorted(clash)} are ours but have an official or generated namesake")
     needed: set[str] = set()
@@ -502,6 +810,16 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
         op = _operation(endpoint, official["paths"][endpoint.path]["post"], item.get("post", {}))
         item["post"] = op
         needed |= _refs(op)
+    newer: dict[str, set[str]] = {spec.OCT_2026: set(OCT_2026_ROOTS)}  # document → the roots to copy from it
+    for endpoint in SPEC_ENDPOINTS:
+        found = spec.newest_with(endpoint.path)
+        if found is None:
+            raise RuntimeError(f"{endpoint.path}: no vendored document declares it")
+        document, source = found
+        item = paths.setdefault(endpoint.path, {})
+        op = _spec_operation(endpoint, source["paths"][endpoint.path]["post"], item.get("post", {}), document, source)
+        item["post"] = op
+        newer.setdefault(document, set()).update(_refs(op) & set(source["components"]["schemas"]))
     for (path, method), op in _generation_operations().items():
         if method not in paths.get(path, {}):
             raise RuntimeError(f"{method.upper()} {path} is not a documented route")
@@ -509,6 +827,9 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
     needed |= _refs(list(OURS.values()))
     _copy_components(schemas, spec.OFFICIAL, needed & set(official["components"]["schemas"]))
     _copy_components(schemas, spec.MID_2026, MID_2026_ROOTS)
+    for document in (spec.MID_2026, spec.OCT_2026):  # older first: where names meet, the check above applies
+        if newer.get(document):
+            _copy_components(schemas, document, newer[document])
     schemas.update(copy.deepcopy(OURS))
     unresolved = _refs(doc) - set(schemas)
     if unresolved:
@@ -538,6 +859,9 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
     doc["info"]["description"] = DESCRIPTION
     ours = [{"name": "Legacy", "description": "Ideogram's original endpoints (`/generate`, `/remix`, …)."},
             {"name": "Ideogram 3.0", "description": "`/v1/ideogram-v3/...`"},
+            {"name": "Ideogram 4.0", "description": "`/v1/ideogram-v4/...` and `/v1/ideogram-v45/...`, with their "
+                                                    "`/async/` variants."},
+            {"name": "Ideogram v2", "description": "Ideogram's `/v2` API: `/v2/image/{capability}/{model}`."},
             {"name": "Generations", "description": "Polling a generation, as Ideogram's `/v1|v2/generations`."},
             {"name": "Webhooks", "description": "The keys webhooks are signed with."},
             {"name": "Task dialect", "description": "ideohub extension: the resellers' task API (Kling's style)."}]

@@ -119,7 +119,7 @@ def _instance(body: BodySchema, f: Fields) -> tuple[dict[str, Any], dict[str, li
             if name in f.values:
                 instance[name] = f.values[name]
             continue
-        texts = [t for t in f.values.get(name) or [] if t != ""]
+        texts = [t for t in f.values.get(name) or [] if t != ""] or _text_uploads(f, name)
         if not texts:
             continue
         for text in texts:
@@ -136,6 +136,18 @@ def _instance(body: BodySchema, f: Fields) -> tuple[dict[str, Any], dict[str, li
             if problem:
                 raise InvalidRequest(name, problem)
     return instance, files
+
+
+def _text_uploads(f: Fields, name: str) -> list[str]:
+    """A text field sent as a file part (a ``json_prompt`` part with a filename, as some clients send
+    JSON parts): its bytes as UTF-8 text."""
+    texts = []
+    for upload in f.files.get(name) or []:
+        try:
+            texts.append(upload.data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidRequest(name, "must be UTF-8 text") from None
+    return texts
 
 
 def _coerce(text: str, kind: str, name: str) -> Any:
