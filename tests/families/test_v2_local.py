@@ -126,6 +126,12 @@ def test_async_ack_polling_and_a_result_reused_as_a_response_asset(srv):
                                     "upscale_factor": "x2"})
     assert again.status_code == 200, again.text
     assert size_of(srv, again.json()["data"][0]["url"]) == (160, 120)
+    from generations.support import new_key
+
+    _account, stranger = new_key(srv)  # another account: its 404 is the unknown asset's
+    theirs = srv.client.post(UPSCALE, headers={"Api-Key": stranger}, json={
+        "image_asset_identifier": {"asset_id": asset, "asset_type": "RESPONSE"}})
+    assert theirs.status_code == 404 and "no such asset" in theirs.json()["detail"]
     missing = srv.post(UPSCALE, json={"image_asset_identifier": {"asset_id": "nope", "asset_type": "RESPONSE"}})
     assert missing.status_code == 404 and "image_asset_identifier.asset_id" in missing.json()["detail"]
     other = srv.post(UPSCALE, json={"image_asset_identifier": {"asset_id": asset, "asset_type": "UPLOAD"}})
