@@ -266,8 +266,13 @@ async def healthz(request: Request) -> JSONResponse:
     state: AppState = request.app.state.ideohub
     dispatch = state.service.dispatch
     execution = "in-process" if dispatch.inline else "queue"  # with the queue, `ideohub worker`s run the engines
-    return JSONResponse({"status": "ok", "version": __version__, "execution": execution,
-                         "engines": sorted(o.value for o in state.service.engines)})
+    body = {"status": "ok", "version": __version__, "execution": execution,
+            "engines": sorted(o.value for o in state.service.engines)}
+    if any(getattr(e, "name", "").startswith("local-") for e in state.service.engines.values()):
+        from ..engines.gpu import accelerator  # what the local engines run on: a real GPU (Vulkan) or the CPU
+
+        body["accelerator"] = await anyio.to_thread.run_sync(accelerator)  # the first probe loads Vulkan
+    return JSONResponse(body)
 
 
 async def metrics_endpoint(request: Request) -> Response:
