@@ -211,3 +211,31 @@ def test_a_json_part_sent_as_a_file_is_read_as_its_text(srv):
     bad = srv.post("/v1/ideogram-v4/generate?dry_run=true",
                    files={"json_prompt": ("prompt.json", b"{not json", "application/json")})
     assert bad.status_code == 400 and bad.json()["detail"].startswith("json_prompt")
+
+
+def test_an_expired_response_asset_is_404(srv):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from generations.support import _repo
+    from ideohub.store.models import StoredImage
+    from ideohub.store.repository import utcnow
+
+    r = upscale(srv, png_bytes(40, 30), upscale_factor="x2")
+    asset = r.json()["data"][0]["asset_id"]
+    body = {"image_asset_identifier": {"asset_id": asset, "asset_type": "RESPONSE"}, "upscale_factor": "x2"}
+    assert srv.post(UPSCALE + "?dry_run=true", json=body).status_code == 200  # live: it can be named
+
+    async def expire() -> None:
+        repo = _repo(srv)
+        try:
+            async with repo.session.begin() as s:
+                await s.execute(update(StoredImage).where(StoredImage.id == asset)
+                                .values(expires_at=utcnow() - timedelta(seconds=1)))
+        finally:
+            await repo.close()
+
+    asyncio.run(expire())
+    gone = srv.post(UPSCALE, json=body)
+    assert gone.status_code == 404 and "no such asset" in gone.json()["detail"]
