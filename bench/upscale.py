@@ -1,6 +1,22 @@
-"""Benchmark the local upscaler: the model in-process versus our HTTP ``/upscale``.
+"""Benchmark the local upscaler: model choice ("auto"), quality, and in-process versus HTTP.
 
-Prints, from one run:
+Prints, from one run (same inputs, timed runs alternated ABAB, side by side):
+
+A. the router (``engines.upscale_router``): accuracy on the tune and the held-out halves of its
+   reference sets, each misclassified image named (``--router`` prints only this; ``--fit`` re-fits
+   the constants on the tune half and prints them);
+B. the photo table: scikit-image's astronaut, coffee, chelsea and hubble_deep_field.  Time: the
+   four as a 2x2 mosaic of 512x512 squares (1024x1024 -> 2048x2048), the default ("auto": router +
+   the routed model's ``upscale_raw``) versus ``waifu2x-photo-x2`` alone (targets: auto <= 1.10x
+   photo; auto's router time is shown separately) and CUNet for reference.  Quality: each whole
+   photo downscaled 2x with PIL's bicubic filter and restored; RGB PSNR over the whole image and
+   SSIM (``skimage.metrics.structural_similarity``, ``channel_axis=-1``, defaults), no border crop,
+   mean of the four (target: auto >= photo - 0.05 dB); Lanczos for reference;
+C. the illustration table: the four illustrations of ``bench/upscale_models.py`` (shapes, text,
+   poster, logo; 256x256) and six held-out rendered scenes (seeds 1000-1005, 256x256), same method
+   (target: auto >= CUNet), with the model "auto" picked for each;
+D. (unless ``--skip-http``) the HTTP comparison below, with the model "auto" routes the test image to:
+
 1. raw: ``NcnnUpscaler.upscale_raw`` (the default model, the server's tiling) called directly
    in this process on a 1024x1024 image at 2x;
 2. http: the end-to-end time of ``POST /upscale`` on the same image with default settings
@@ -13,7 +29,7 @@ Prints, from one run:
 4. the peak RSS (VmHWM) of the server process — its worker threads included — after
    upscaling a 4096x4096 input (target <= 2 GB).
 
-Run:  .venv/bin/python bench/upscale.py [--skip-4k] [--size 1024]
+Run:  PYTHONPATH=src .venv/bin/python bench/upscale.py [--skip-4k] [--skip-http] [--size 1024] [--router [--fit]]
 """
 
 from __future__ import annotations
@@ -34,7 +50,9 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ideohub.engines.ncnn_upscaler import DEFAULT_MODEL, MODELS, NcnnUpscaler, model_flops
+from ideohub.engines import upscale_router as router
+from ideohub.engines.local_upscaler import LocalUpscaler
+from ideohub.engines.ncnn_upscaler import MODELS, NcnnUpscaler, model_flops
 
 TILE = 256  # Settings.upscale_tile's default: the raw run uses the server's tiling
 
@@ -108,26 +126,193 @@ def upscale_http(client: httpx.Client, key: str, data: bytes, name: str) -> tupl
     return elapsed, r.json()
 
 
+# ------------------------------------------------------------------------------ model choice ("auto")
+
+BENCH_PHOTOS = ("astronaut", "coffee", "chelsea", "hubble_deep_field")
+PHOTO, CUNET = router.PHOTO_MODEL, router.ILLUSTRATION_MODEL
+
+
+def router_accuracy(fit: bool = False) -> None:
+    if fit:
+        tune = router.reference_sets("tune")
+        samples = [(router.features(img), kind == "illustration") for kind, d in tune.items() for img in d.values()]
+        mu, sd, w, b = router.fit(samples)
+        fmt = lambda a: "np.array([" + ", ".join(f"{v:.6g}" for v in a) + "])"  # noqa: E731
+        print(f"fitted on the tune half ({len(samples)} images):\nMEAN = {fmt(mu)}\nSTD = {fmt(sd)}\n"
+              f"W = {fmt(w)}\nB = {b:.6g}")
+        router.MEAN, router.STD, router.W, router.B = mu, sd, w, b
+    print(f"router features {router.FEATURES} on a <= {router.THUMB} px thumbnail")
+    for split in ("tune", "held-out"):
+        sets = router.reference_sets(split)
+        per: dict[str, tuple[int, int]] = {}
+        wrong: list[str] = []
+        spent = 0.0
+        for kind, images in sets.items():
+            ok = 0
+            for name, img in images.items():
+                t0 = time.perf_counter()
+                r = router.classify(img)
+                spent += time.perf_counter() - t0
+                ok += r.kind == kind
+                if r.kind != kind:
+                    wrong.append(f"{kind}:{name} (p_illustration {r.p_illustration:.2f})")
+            per[kind] = (ok, len(images))
+        ok_all, n_all = sum(o for o, _ in per.values()), sum(n for _, n in per.values())
+        print(f"  {split:8s}: {ok_all}/{n_all} = {100 * ok_all / n_all:.1f}%   photos {per['photo'][0]}/"
+              f"{per['photo'][1]}, illustrations {per['illustration'][0]}/{per['illustration'][1]}; "
+              f"{1000 * spent / n_all:.1f} ms per image")
+        if wrong:
+            print("    wrong: " + ", ".join(wrong))
+
+
+def _down2(a: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(a).resize((a.shape[1] // 2, a.shape[0] // 2), Image.Resampling.BICUBIC))
+
+
+def _even(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a[: a.shape[0] // 2 * 2, : a.shape[1] // 2 * 2])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 99.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=-1))
+
+
+def _square(a: np.ndarray, n: int) -> np.ndarray:
+    h, w = a.shape[:2]
+    c = min(h, w)
+    y0, x0 = (h - c) // 2, (w - c) // 2
+    return np.asarray(Image.fromarray(a[y0 : y0 + c, x0 : x0 + c]).resize((n, n), Image.Resampling.LANCZOS))
+
+
+def model_choice_tables(ups: dict[str, NcnnUpscaler], rounds: int) -> None:
+    auto = LocalUpscaler("auto", tile=TILE)
+    auto._local.upscalers = ups  # the same loaded nets: the comparison is the routing, not a reload
+
+    def run_auto(img: np.ndarray) -> tuple[np.ndarray, str]:
+        model = auto.choose(img)
+        return ups[model].upscale_raw(img), model
+
+    def lanczos(img: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2), Image.Resampling.LANCZOS))
+
+    # B. photos: time on the mosaic, alternating
+    photos = {n: _even(router.skimage_image(n)) for n in BENCH_PHOTOS}
+    sq = [_square(photos[n], 512) for n in BENCH_PHOTOS]
+    mosaic = np.ascontiguousarray(np.concatenate([np.concatenate(sq[:2], 1), np.concatenate(sq[2:], 1)], 0))
+    for up in ups.values():
+        up.upscale_raw(mosaic[:64, :64])  # warm
+    times: dict[str, list[float]] = {"auto": [], PHOTO: [], CUNET: []}
+    route_ms: list[float] = []
+    chosen = ""
+    for r in range(rounds):
+        order = ["auto", PHOTO] if r % 2 == 0 else [PHOTO, "auto"]
+        for label in order:
+            t0 = time.perf_counter()
+            if label == "auto":
+                t1 = time.perf_counter()
+                chosen = auto.choose(mosaic)
+                route_ms.append(1000 * (time.perf_counter() - t1))
+                ups[chosen].upscale_raw(mosaic)
+            else:
+                ups[label].upscale_raw(mosaic)
+            times[label].append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    ups[CUNET].upscale_raw(mosaic)
+    times[CUNET].append(time.perf_counter() - t0)
+
+    q: dict[str, list[tuple[float, float]]] = {"auto": [], PHOTO: [], CUNET: [], "lanczos": []}
+    routed: list[str] = []
+    for name, img in photos.items():
+        low = _down2(img)
+        out_auto, m = run_auto(low)
+        routed.append(f"{name}->{'photo' if m == PHOTO else 'cunet'}")
+        for label, out in (("auto", out_auto), (PHOTO, ups[PHOTO].upscale_raw(low)),
+                           (CUNET, ups[CUNET].upscale_raw(low)), ("lanczos", lanczos(low))):
+            q[label].append((psnr(out, img), ssim(out, img)))
+    mean = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s_ for _, s_ in v]))) for k, v in q.items()}
+    best = {k: min(v) for k, v in times.items()}
+    print()
+    print(f"B. photos: {', '.join(BENCH_PHOTOS)}; time on their 1024x1024 mosaic -> 2048x2048 "
+          f"(best of {rounds}, alternated), quality on each whole photo 2x-bicubic-down then up "
+          f"(mosaic routed to {chosen}; {', '.join(routed)})")
+    print(f"  {'':22s}{'seconds':>9s}{'x photo':>9s}{'PSNR dB':>9s}{'SSIM':>8s}")
+    for label in ("auto", PHOTO, CUNET, "lanczos"):
+        t = best.get(label)
+        ts = f"{t:9.2f}{t / best[PHOTO]:9.2f}" if t is not None else f"{'':9s}{'':9s}"
+        name = label + " (default)" if label == "auto" else label
+        print(f"  {name:22s}{ts}{mean[label][0]:9.2f}{mean[label][1]:8.3f}")
+    ratio = best["auto"] / best[PHOTO]
+    dp = mean["auto"][0] - mean[PHOTO][0]
+    print(f"  router: {np.median(route_ms):.1f} ms on the mosaic (included in auto's time)")
+    print(f"  target auto time <= 1.10 x photo: {ratio:.3f} {'PASS' if ratio <= 1.10 else 'FAIL'};  "
+          f"target auto PSNR >= photo - 0.05 dB: {dp:+.3f} dB {'PASS' if dp >= -0.05 else 'FAIL'}")
+
+    # C. illustrations
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from upscale_models import illustrations  # noqa: E402  (shapes, text, poster, logo)
+
+    ill = dict(illustrations())
+    for seed in range(1000, 1006):
+        ill[f"scene{seed}-{router.SCENE_STYLES[seed % len(router.SCENE_STYLES)]}"] = router.render_scene(seed, 256)
+    qi: dict[str, list[tuple[float, float]]] = {"auto": [], PHOTO: [], CUNET: [], "lanczos": []}
+    picks: list[str] = []
+    for name, img in ill.items():
+        low = _down2(img)
+        out_auto, m = run_auto(low)
+        picks.append(f"{name}->{'photo' if m == PHOTO else 'cunet'}")
+        for label, out in (("auto", out_auto), (PHOTO, ups[PHOTO].upscale_raw(low)),
+                           (CUNET, ups[CUNET].upscale_raw(low)), ("lanczos", lanczos(low))):
+            qi[label].append((psnr(out, img), ssim(out, img)))
+    mi = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s_ for _, s_ in v]))) for k, v in qi.items()}
+    print()
+    print(f"C. illustrations ({len(ill)}, 256x256, 2x-bicubic-down then up): {', '.join(picks)}")
+    print(f"  {'':22s}{'PSNR dB':>9s}{'SSIM':>8s}")
+    for label in ("auto", PHOTO, CUNET, "lanczos"):
+        print(f"  {(label + ' (default)' if label == 'auto' else label):22s}{mi[label][0]:9.2f}{mi[label][1]:8.3f}")
+    di = mi["auto"][0] - mi[CUNET][0]
+    print(f"  target auto PSNR >= CUNet: {di:+.3f} dB {'PASS' if di >= -1e-9 else 'FAIL'}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--skip-4k", action="store_true", help="skip the 4096x4096 peak-RSS run (takes minutes)")
+    ap.add_argument("--skip-http", action="store_true", help="skip D (the HTTP / raw comparison)")
+    ap.add_argument("--router", action="store_true", help="only A: the router's accuracy")
+    ap.add_argument("--fit", action="store_true", help="with --router: re-fit the router on the tune half")
+    ap.add_argument("--rounds", type=int, default=2, help="alternated timing rounds per model in B")
     args = ap.parse_args()
-    spec = MODELS[DEFAULT_MODEL]
+    print("A. router")
+    router_accuracy(fit=args.fit)
+    if args.router:
+        return
     peak, peak_formula = cpu_peak_gflops()
     print(f"machine: {platform.machine()}, {peak_formula}; python {platform.python_version()}")
-    print(f"model: {DEFAULT_MODEL} (x{spec.scale}), tile {TILE}, ncnn threads {os.cpu_count()}")
+    print(f"ncnn threads {os.cpu_count()}, tile {TILE}")
+    ups = {m: NcnnUpscaler(m, tile=TILE) for m in (PHOTO, CUNET)}
+    model_choice_tables(ups, args.rounds)
+    if args.skip_http:
+        return
 
     img = test_image(args.size)
     png = encode(img)
 
-    # 1. raw, in-process (warm the model first, as the server is warmed below)
-    up = NcnnUpscaler(DEFAULT_MODEL, tile=TILE)
-    up.upscale_raw(img[:64, :64])
+    # 1. raw, in-process, the model "auto" (the server's default) routes this image to
+    model = router.route(img)
+    spec = MODELS[model]
+    print(f"\nD. HTTP vs raw: model {model} (x{spec.scale}, what \"auto\" picks for the test image)")
+    up = ups[model]
     t0 = time.perf_counter()
     up.upscale_raw(img)
     raw_s = time.perf_counter() - t0
-    del up
+    del ups, up
 
     flops_image = model_flops(spec, args.size + 2 * spec.shrink, args.size + 2 * spec.shrink)
     gflops = flops_image / raw_s / 1e9

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     # engines: operation name (e.g. "upscale", "v3-generate") → engine name; see engines.registry
     engines: dict[str, str] = Field(default_factory=lambda: {"upscale": "local-upscaler",
                                                              "v2-upscale-auto": "local-upscaler", "*": "relay"})
-    upscale_model: str | None = None  # default: ncnn_upscaler.DEFAULT_MODEL
+    # "auto": per image, photographs -> waifu2x-photo-x2, illustrations/text/flat art -> waifu2x-cunet-x2
+    # (engines.upscale_router); a model name (ncnn_upscaler.MODELS) forces it; None: DEFAULT_MODEL
+    upscale_model: str | None = "auto"
     upscale_tile: int = 256
     upscale_allow_x8: bool = False  # /v2 upscale x8 on the local upscaler (three passes of an x2 model)
     max_output_pixels: int = 8192 * 8192  # the largest image the local upscaler may produce (/v2 x4, x8)

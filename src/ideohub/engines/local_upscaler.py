@@ -1,4 +1,12 @@
-"""The local upscaler engine: ``/upscale`` served by an ncnn Real-ESRGAN-family model.
+"""The local upscaler engine: ``/upscale`` served by an ncnn super-resolution model.
+
+Which model: ``model="auto"`` (``Settings.upscale_model``'s default) picks one per image with
+``upscale_router.route`` (a few milliseconds on a thumbnail): photographs go to the fast
+``waifu2x-photo-x2``, illustrations, text and flat-colour art to ``waifu2x-cunet-x2``.  A named
+model is always used.  Each worker thread keeps one loaded ``NcnnUpscaler`` per model it has
+actually run.  The engine's ``name`` stays ``local-upscaler:auto``; the model that ran is logged
+(``upscale model=... kind=... p_illustration=...``), counted in ``models_used`` and kept in
+``last_model`` (per thread).
 
 Semantics of the controls live in ``ncnn_upscaler`` (resemblance, detail, seed variations).
 ``prompt`` has no generative refiner to go to yet, so it is echoed back unchanged. Image i of
@@ -7,8 +15,10 @@ Semantics of the controls live in ``ncnn_upscaler`` (resemblance, detail, seed v
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
+from collections import Counter
 
 from typing import Any
 
@@ -21,9 +31,22 @@ from .base import EngineContext
 from .ncnn_upscaler import DEFAULT_MODEL, NcnnUpscaler
 from .ncnn_upscaler import _spec as spec_of
 from .safety import SafetyClassifier
+from .upscale_router import AUTO, ILLUSTRATION_MODEL, PHOTO_MODEL, classify
+
+log = logging.getLogger(__name__)
 
 
 _FACTORS = {"x2": 2, "x4": 4, "x8": 8}
+
+
+def model_scale(model: str | None) -> int:
+    """Upscale factor of one pass of the configured choice (``None``: DEFAULT_MODEL; ``"auto"``: the
+    routed models', which share one scale: 2)."""
+    if model == AUTO:
+        scales = {spec_of(PHOTO_MODEL).scale, spec_of(ILLUSTRATION_MODEL).scale}
+        assert len(scales) == 1, "the routed models must share one scale"
+        return scales.pop()
+    return spec_of(model or DEFAULT_MODEL).scale
 
 
 def passes_for(request: SpecRequest, scale: int) -> int:
@@ -47,7 +70,7 @@ def check_v2(settings: Any, request: Any) -> None:
     factor_name = str(request.params.get("upscale_factor", "x2"))
     if factor_name == "x8" and not settings.upscale_allow_x8:
         raise InvalidRequest("upscale_factor", "x8 is not enabled on this server (the operator's upscale_allow_x8)")
-    passes_for(request, spec_of(settings.upscale_model or DEFAULT_MODEL).scale)
+    passes_for(request, model_scale(settings.upscale_model))
     image = request.image("image")
     factor = _FACTORS[factor_name]
     if image is not None and image.width * image.height * factor * factor > settings.max_output_pixels:
@@ -66,15 +89,38 @@ class LocalUpscaler:
         safety: SafetyClassifier | None = None,
     ) -> None:
         self.model = model or DEFAULT_MODEL
+        if self.model != AUTO:
+            spec_of(self.model)  # fail at startup on an unknown name
         self.name = f"local-upscaler:{self.model}"
+        self.scale = model_scale(self.model)
         self._kwargs = dict(tile=tile, num_threads=num_threads, model_dir=model_dir)
-        self._local = threading.local()  # one loaded model per worker thread
+        self._local = threading.local()  # per worker thread: {model name: loaded NcnnUpscaler}
         self._safety = safety
+        self.models_used: Counter[str] = Counter()  # model name -> model runs (passes) with it
 
-    def _upscaler(self) -> NcnnUpscaler:
-        up = getattr(self._local, "upscaler", None)
+    @property
+    def last_model(self) -> str | None:
+        """The model this thread ran last (None before its first job)."""
+        return getattr(self._local, "last", None)
+
+    def choose(self, pixels) -> str:
+        """The model for these pixels: the configured one, or the router's pick under "auto"."""
+        if self.model != AUTO:
+            return self.model
+        r = classify(pixels)
+        log.info("upscale model=%s kind=%s p_illustration=%.3f", r.model, r.kind, r.p_illustration)
+        return r.model
+
+    def _upscaler(self, model: str | None = None) -> NcnnUpscaler:
+        model = model or (self.model if self.model != AUTO else ILLUSTRATION_MODEL)
+        loaded = getattr(self._local, "upscalers", None)
+        if loaded is None:
+            loaded = self._local.upscalers = {}
+        up = loaded.get(model)
         if up is None:
-            up = self._local.upscaler = NcnnUpscaler(self.model, **self._kwargs)  # type: ignore[arg-type]
+            up = loaded[model] = NcnnUpscaler(model, **self._kwargs)  # type: ignore[arg-type]
+        self._local.last = model
+        self.models_used[model] += 1
         return up
 
     async def run(self, request: UpscaleRequest | SpecRequest, ctx: EngineContext) -> ImageResult:
@@ -86,11 +132,12 @@ class LocalUpscaler:
         an x2 model); the pixel bound and the factor were checked at admission (``check_v2``)."""
         image = request.image("image")
         assert image is not None  # the dialect requires it (file or RESPONSE asset)
-        passes = passes_for(request, spec_of(self.model).scale)
+        passes = passes_for(request, self.scale)
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX - 8)
         pixels = decode_pixels(image, "image", mode="auto")
+        model = self.choose(pixels)  # once, on the input: every pass runs the same model
         for n in range(passes):
-            pixels = self._upscaler().upscale(pixels, seed=seed + n)[0]
+            pixels = self._upscaler(model).upscale(pixels, seed=seed + n)[0]
         safe = self._safety.is_safe(pixels[..., :3]) if self._safety is not None else True
         return ImageResult([ImageOutput(
             data=encode_png(pixels) if safe else None, media_type="image/png", resolution=image.size,
@@ -100,7 +147,7 @@ class LocalUpscaler:
         """The whole job, synchronously (runs in a worker thread)."""
         pixels = decode_pixels(request.image_file, "image_file", mode="auto")
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX - 8)
-        outputs = self._upscaler().upscale(
+        outputs = self._upscaler(self.choose(pixels)).upscale(
             pixels,
             resemblance=request.resemblance,
             detail=request.detail,
