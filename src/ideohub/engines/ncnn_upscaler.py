@@ -71,14 +71,38 @@ the usual 2x-down evaluation) and ``U`` Pillow's bicubic enlargement by the scal
   rows for the element-wise steps and the resizes (``D`` and ``U`` are computed band by
   band with margins beyond the filter support, equal to whole-image resizes): at most
   about 1.1 float32 copies of the RGB output besides the uint8 model output, for any
-  size up to ``max_output_pixels``.  Cost: ~0.15-0.2 s per output megapixel on 2 cores.
+  size up to ``max_output_pixels``, plus one band's temporaries per extra thread (+0.2
+  copies at 1280x1280 output with 2 threads, +0.03 at 8192x8192).
+* Speed: the bands of every element-wise step and every banded resize run in parallel on
+  ``num_threads`` threads of a shared pool (numpy and Pillow release the GIL; bands are
+  disjoint and each band's arithmetic, grain included, is the same as in a sequential
+  loop, so the bytes do not depend on the thread count).  Cost for 2048x2048 outputs:
+  0.89 s (defaults 50/50) and 0.94 s (100/50) on 1 thread, 0.72 s and 0.56 s on 2
+  (~0.15-0.2 s per output megapixel on 1 core, ~0.13-0.17 on 2; 2 shared cores, noisy).
+  About 70 % of it is Pillow's float resizes (Lanczos ``L``, ``D`` and ``U``).
 
 Alpha: an ``HxWx4`` input has its RGB upscaled by the model and its alpha channel
 by a Lanczos resize; the result is ``(sH)x(sW)x4``.
 
-Threads: ``num_threads`` defaults to ``os.cpu_count()``.  ``upscale_raw`` holds a
-per-instance lock (one ncnn run at a time per instance; the CPU is saturated by one
-run anyway).
+Threads: ``num_threads`` defaults to ``os.cpu_count()`` (ncnn's threads and the
+post-processing bands).  ``upscale_raw`` holds a per-instance lock (one ncnn run at a
+time per instance; the CPU is saturated by one run anyway).
+
+ncnn options (``bench/ncnn_options.py``; ``options=`` passes any ``ncnn.Option`` field,
+set before ``load_param``/``load_model``): ncnn's defaults are kept.  On this 2-core AMD
+EPYC (AVX-512, F16C, AVX512_BF16), 512x512 input, alternated medians, nothing was
+reliably faster for waifu2x-photo-x2 or waifu2x-cunet-x2: Winograd off 1.5-2.5x slower,
+SGEMM off 1.15-1.6x, packing off 1.1x, bf16 storage 1.0-1.5x and lossy (54 dB), tiles
+128/192/512 1.05-1.6x for the photo model (256 is best), 96-256 within noise for CUNet
+(its cap 192 kept for memory); fp16 storage/arithmetic and ``lightmode`` change nothing
+(byte-identical output: x86 convolutions here have no fp16 path); Winograd F(4,3) only was
+0.91-0.94x for CUNet in four comparisons and 1.03x in the last one (2 threads, least
+contended), i.e. not a reliable gain; ``openmp_blocktime=0`` 0.92x / 1.07x.  Two threads
+are 1.5-1.6x faster than one on an idle machine, but slower than one while other
+processes load the cores (1.33x, measured).  Achieved with the defaults, 2 threads: 210
+GFLOP/s (photo, 512x512) / 236-279 GFLOP/s (photo, 1024x1024) and 100-146 GFLOP/s (CUNet),
+counted as direct convolution FLOPs (``model_flops``; Winograd does fewer multiplications,
+so this can approach the nominal fp32 peak of 332 GFLOP/s).
 """
 
 from __future__ import annotations
@@ -87,7 +111,8 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import util as importlib_util
@@ -435,6 +460,33 @@ _UP_MARGIN = 4  # input rows of context for a banded Lanczos/bicubic upscale (su
 _DOWN_MARGIN = 3  # output rows of context for a banded bicubic s:1 reduction (support 2)
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _band_map(fn: Callable[..., None], items: Sequence, threads: int) -> None:
+    """``fn(item)`` for every item, on up to ``threads`` threads of a shared pool.
+
+    The post-processing bands are disjoint and each band's arithmetic does not depend on the
+    order, so the result is byte-identical to a sequential loop; numpy's element-wise ops and
+    Pillow's resizes release the GIL, so the bands really run in parallel.
+    """
+    if threads <= 1 or len(items) <= 1:
+        for it in items:
+            fn(it)
+        return
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1),
+                                       thread_name_prefix="ideohub-bands")
+        pool = _POOL
+    # chunk so that at most ``threads`` of the pool's workers are used by this call
+    chunks = [items[i::threads] for i in range(min(threads, len(items)))]
+    for f in [pool.submit(lambda ch: [fn(it) for it in ch], ch) for ch in chunks]:
+        f.result()
+
+
 def _upscale_rows(lr: Image.Image, s: int, r0: int, r1: int, resample: Image.Resampling) -> np.ndarray:
     """Rows [r0, r1) of ``lr.resize((s*w, s*h), resample)`` as float32, computed from a band.
 
@@ -448,7 +500,7 @@ def _upscale_rows(lr: Image.Image, s: int, r0: int, r1: int, resample: Image.Res
     return np.asarray(band, dtype=np.float32)[r0 - i0 * s : r1 - i0 * s]
 
 
-def _downscale_plane(plane: np.ndarray, s: int) -> np.ndarray:
+def _downscale_plane(plane: np.ndarray, s: int, threads: int = 1) -> np.ndarray:
     """Pillow's antialiased bicubic 1/s reduction of an (s*h)x(s*w) float32 plane, banded.
 
     Equal (to float rounding) to ``Image.fromarray(plane).resize((w, h), BICUBIC)`` (the
@@ -460,12 +512,15 @@ def _downscale_plane(plane: np.ndarray, s: int) -> np.ndarray:
     h, w = H // s, W // s
     out = np.empty((h, w), dtype=np.float32)
     step = max(1, _BAND_ROWS // s)
-    for i0 in range(0, h, step):
+
+    def band(i0: int) -> None:
         i1 = min(h, i0 + step)
         lo, hi = max(0, i0 - _DOWN_MARGIN), min(h, i1 + _DOWN_MARGIN)
-        band = Image.fromarray(np.ascontiguousarray(plane[lo * s : hi * s]))
-        red = band.resize((w, hi - lo), Image.Resampling.BICUBIC)
+        img = Image.fromarray(np.ascontiguousarray(plane[lo * s : hi * s]))
+        red = img.resize((w, hi - lo), Image.Resampling.BICUBIC)
         out[i0:i1] = np.asarray(red, dtype=np.float32)[i0 - lo : i1 - lo]
+
+    _band_map(band, list(range(0, h, step)), threads)
     return out
 
 
@@ -486,6 +541,7 @@ class NcnnUpscaler:
         num_threads: int | None = None,
         use_vulkan: bool | None = None,
         model_dir: str | None = None,
+        options: dict[str, object] | None = None,
     ) -> None:
         import ncnn  # imported lazily: it probes Vulkan (and logs to stderr) on import
 
@@ -517,6 +573,13 @@ class NcnnUpscaler:
         if self.use_vulkan and gpu is not None:
             net.set_vulkan_device(gpu.index)
         net.opt.num_threads = self.num_threads
+        # ``options``: extra ``ncnn.Option`` fields (e.g. {"use_winograd_convolution": False}),
+        # set before load_param/load_model, which pick the layer implementations from them
+        # (bench/ncnn_options.py compares them)
+        for key, value in (options or {}).items():
+            if not hasattr(net.opt, key):
+                raise ValueError(f"unknown ncnn option {key!r}")
+            setattr(net.opt, key, value)
         if net.load_param(str(param)) != 0 or net.load_model(str(binf)) != 0:
             raise RuntimeError(f"ncnn failed to load {param} / {binf}")
         if not self.use_vulkan:
@@ -719,10 +782,13 @@ class NcnnUpscaler:
         proj = np.empty((H, W), dtype=np.float32) if blend else out
         # the grain field is drawn once (R pass) and kept as int8 in steps of 1/_GRAIN_Q level
         grain = np.empty((H, W), dtype=np.int8) if _GRAIN_SIGMA else None
+        threads = getattr(self, "num_threads", 1)  # bands in parallel (instances made by __new__: 1)
         for c in range(3):
             chan = src.getchannel(c).convert("F")
             x = np.asarray(chan, dtype=np.float32)  # the input channel, 0..255
-            for b, (r0, r1) in enumerate(bands):
+
+            def model_band(item: tuple[int, tuple[int, int]], c: int = c, chan: Image.Image = chan) -> None:
+                b, (r0, r1) = item
                 # detail: L + k_d (M - L), L the Lanczos upscale of the input
                 m = raw[r0:r1, :, c].astype(np.float32)
                 if k_d != 1:
@@ -745,30 +811,40 @@ class NcnnUpscaler:
                     m += g
                     del g
                 out[r0:r1] = m
-                del m
+
+            _band_map(model_band, list(enumerate(bands)), threads)
             del chan
             # resemblance: iterative back-projection, blended with weight w_r
             if w_r > 0 and _BP_ITERS > 0:
                 if blend:
                     np.copyto(proj, out)
                 for _ in range(_BP_ITERS):
-                    err = _downscale_plane(proj, s)
+                    err = _downscale_plane(proj, s, threads)
                     np.subtract(x, err, out=err)
                     err *= np.float32(_BP_STEP)
                     err_img = Image.fromarray(err)
-                    for r0, r1 in bands:
+
+                    def bp_band(rows: tuple[int, int], err_img: Image.Image = err_img) -> None:
+                        r0, r1 = rows
                         proj[r0:r1] += _upscale_rows(err_img, s, r0, r1, bicubic)
+
+                    _band_map(bp_band, bands, threads)
                     del err, err_img
                 if blend:
-                    for r0, r1 in bands:  # out += w_r * (proj - out)
+                    def blend_band(rows: tuple[int, int]) -> None:  # out += w_r * (proj - out)
+                        r0, r1 = rows
                         d = proj[r0:r1] - out[r0:r1]
                         d *= np.float32(w_r)
                         out[r0:r1] += d
-                        del d
-            for r0, r1 in bands:
+
+                    _band_map(blend_band, bands, threads)
+
+            def final_band(rows: tuple[int, int], c: int = c) -> None:
+                r0, r1 = rows
                 core = out[r0:r1]
                 core += np.float32(0.5)
                 np.clip(core, 0, 255, out=core)
                 dst[r0:r1, :, c] = core.astype(np.uint8)
+
+            _band_map(final_band, bands, threads)
             del x
-        del out, proj, grain
