@@ -261,16 +261,20 @@ def model_choice_tables(ups: dict[str, NcnnUpscaler], rounds: int) -> None:
     ups[CUNET].upscale_raw(mosaic)
     times[CUNET].append(time.perf_counter() - t0)
 
-    q: dict[str, list[tuple[float, float]]] = {"auto": [], PHOTO: [], CUNET: [], "lanczos": []}
-    routed: list[str] = []
-    for name, img in photos.items():
-        low = _down2(img)
-        out_auto, m = run_auto(low)
-        routed.append(f"{name}->{'photo' if m == PHOTO else 'cunet'}")
-        for label, out in (("auto", out_auto), (PHOTO, ups[PHOTO].upscale_raw(low)),
-                           (CUNET, ups[CUNET].upscale_raw(low)), ("lanczos", lanczos(low))):
-            q[label].append((psnr(out, img), ssim(out, img)))
-    mean = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s_ for _, s_ in v]))) for k, v in q.items()}
+    def quality(images: dict[str, np.ndarray]) -> tuple[dict[str, tuple[float, float]], list[str]]:
+        """Mean (PSNR, SSIM) per contender over ``images`` (each 2x-bicubic-down then up), and the routes."""
+        q: dict[str, list[tuple[float, float]]] = {"auto": [], PHOTO: [], CUNET: [], "lanczos": []}
+        routes: list[str] = []
+        for name, img in images.items():
+            low = _down2(img)
+            out_auto, m = run_auto(low)
+            routes.append(f"{name}->{'photo' if m == PHOTO else 'cunet'}")
+            for label, out in (("auto", out_auto), (PHOTO, ups[PHOTO].upscale_raw(low)),
+                               (CUNET, ups[CUNET].upscale_raw(low)), ("lanczos", lanczos(low))):
+                q[label].append((psnr(out, img), ssim(out, img)))
+        return {k: (float(np.mean([p for p, _ in v])), float(np.mean([s_ for _, s_ in v]))) for k, v in q.items()}, routes
+
+    mean, routed = quality(photos)
     best = {k: min(v) for k, v in times.items()}
     print()
     print(f"B. photos: {', '.join(BENCH_PHOTOS)}; time on their 1024x1024 mosaic -> 2048x2048 "
@@ -295,16 +299,7 @@ def model_choice_tables(ups: dict[str, NcnnUpscaler], rounds: int) -> None:
     ill = dict(illustrations())
     for seed in range(1000, 1006):
         ill[f"scene{seed}-{router.SCENE_STYLES[seed % len(router.SCENE_STYLES)]}"] = router.render_scene(seed, 256)
-    qi: dict[str, list[tuple[float, float]]] = {"auto": [], PHOTO: [], CUNET: [], "lanczos": []}
-    picks: list[str] = []
-    for name, img in ill.items():
-        low = _down2(img)
-        out_auto, m = run_auto(low)
-        picks.append(f"{name}->{'photo' if m == PHOTO else 'cunet'}")
-        for label, out in (("auto", out_auto), (PHOTO, ups[PHOTO].upscale_raw(low)),
-                           (CUNET, ups[CUNET].upscale_raw(low)), ("lanczos", lanczos(low))):
-            qi[label].append((psnr(out, img), ssim(out, img)))
-    mi = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s_ for _, s_ in v]))) for k, v in qi.items()}
+    mi, picks = quality(ill)
     print()
     print(f"C. illustrations ({len(ill)}, 256x256, 2x-bicubic-down then up): {', '.join(picks)}")
     print(f"  {'':22s}{'PSNR dB':>9s}{'SSIM':>8s}")

@@ -232,8 +232,7 @@ def multipart_instance(body: BodySchema, parts: list[Part], strict: bool) -> tup
             if strict:
                 raise SimInputError(name, f"is not a field of {body.name}")
             continue
-        is_file = prop.kind == "file" or (prop.kind == "array" and prop.items == "file")
-        if is_file:
+        if prop.is_file:
             if part.filename is None:
                 raise SimInputError(name, "must be a file part (with a filename)")
             files.append(SimFile(name, part.filename, part.content_type, bytes(part.data)))
@@ -261,6 +260,6 @@ def json_instance(body: BodySchema, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SimInputError("body", "must be a JSON object")
     for name, prop in body.props.items():
-        if name in value and (prop.kind == "file" or prop.items == "file"):
+        if name in value and prop.is_file:
             raise SimInputError(name, "files can only be sent as multipart/form-data")
     return value

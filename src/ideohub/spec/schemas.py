@@ -32,6 +32,11 @@ class Prop:
     items: str | None = None
     part_type: str | None = None  # the encoding's contentType for this part, if the spec declares one
 
+    @property
+    def is_file(self) -> bool:
+        """One binary part, or repeated binary parts."""
+        return self.kind == "file" or (self.kind == "array" and self.items == "file")
+
 
 @dataclass(frozen=True)
 class BodySchema:

@@ -74,12 +74,7 @@ class Admission:
         account_id = key.account_id or DEFAULT_ACCOUNT
         job: Job | None = None
         try:
-            self._permit(key, operation)
-            rpm = key.rpm or self.settings.default_rpm
-            if rpm:
-                await self.limiter.hit(key.id, rpm)
-            request, submission = await parse()
-            self.check(operation, request)
+            request, submission = await self._parsed(operation, parse, key)
             await self.available(operation, submission.mode)
             group = await self._group(key, account_id)
             if idempotency_key is not None:
@@ -116,21 +111,23 @@ class Admission:
         started = time.perf_counter()
         account_id = key.account_id or DEFAULT_ACCOUNT
         try:
-            self._permit(key, operation)
-            rpm = key.rpm or self.settings.default_rpm
-            if rpm:
-                await self.limiter.hit(key.id, rpm)
-            request, _submission = await parse()
-            self.check(operation, request)
+            request, _submission = await self._parsed(operation, parse, key)
             return self.prices.quote(request, await self._group(key, account_id))
         except BaseException as exc:
             await self.refused(request_id, key, operation, account_id, exc, started)
             raise
 
-    @staticmethod
-    def _permit(key: ApiKey, operation: Operation) -> None:
+    async def _parsed(self, operation: Operation, parse: Parse, key: ApiKey) -> tuple[CanonicalRequest, Submission]:
+        """What a real request and a quote both pass first, in this order: the key's permission
+        (before any upload is decoded), its rpm, the parse, the prompt policy and the engine's checks."""
         if key.allowed_operations is not None and operation.value not in key.allowed_operations:
             raise Forbidden(f"this key may not use {operation.official_path} (operation '{operation.value}')")
+        rpm = key.rpm or self.settings.default_rpm
+        if rpm:
+            await self.limiter.hit(key.id, rpm)
+        request, submission = await parse()
+        self.check(operation, request)
+        return request, submission
 
     def record(self, job: Job, resume: dict[str, Any] | None, inline_owner: str | None) -> dict[str, Any]:
         now = job.created_at

@@ -50,17 +50,13 @@ class SpecBodies:
             out.update(body.props)
         return out
 
-    def is_file(self, name: str) -> bool:
-        prop = self.props[name]
-        return prop.kind == "file" or (prop.kind == "array" and prop.items == "file")
-
     @property
     def file_fields(self) -> frozenset[str]:
-        return frozenset(n for n in self.props if self.is_file(n))
+        return frozenset(n for n, prop in self.props.items() if prop.is_file)
 
     @property
     def text_fields(self) -> frozenset[str]:
-        return frozenset(n for n in self.props if not self.is_file(n))
+        return frozenset(n for n, prop in self.props.items() if not prop.is_file)
 
 
 @cache
@@ -96,7 +92,7 @@ def parse(op: Operation, path: str, f: Fields) -> SpecRequest:
 
 def body_is_file(body: BodySchema, name: str) -> bool:
     prop = body.props.get(name)
-    return prop is not None and (prop.kind == "file" or (prop.kind == "array" and prop.items == "file"))
+    return prop is not None and prop.is_file
 
 
 def _instance(body: BodySchema, f: Fields) -> tuple[dict[str, Any], dict[str, list[ImageInput]]]:
@@ -104,7 +100,7 @@ def _instance(body: BodySchema, f: Fields) -> tuple[dict[str, Any], dict[str, li
     instance: dict[str, Any] = {}
     files: dict[str, list[ImageInput]] = {}
     for name, prop in body.props.items():
-        if body_is_file(body, name):
+        if prop.is_file:
             if prop.kind == "file":
                 image = f.file(name, required=False)
                 uploads = [image] if image is not None else []
@@ -117,7 +113,10 @@ def _instance(body: BodySchema, f: Fields) -> tuple[dict[str, Any], dict[str, li
             continue
         if f.from_json:
             if name in f.values:
-                instance[name] = f.values[name]
+                value = instance[name] = f.values[name]
+                problem = untrusted.check_text(value, f.max_text_chars) if isinstance(value, str) else None
+                if problem:  # JSON strings: the same text rules as every other field
+                    raise InvalidRequest(name, problem)
             continue
         texts = [t for t in f.values.get(name) or [] if t != ""] or _text_uploads(f, name)
         if not texts:
@@ -130,11 +129,6 @@ def _instance(body: BodySchema, f: Fields) -> tuple[dict[str, Any], dict[str, li
             instance[name] = _array(texts, prop.items or "string", name)
         else:
             instance[name] = _coerce(texts[-1], prop.kind, name)
-    for name, value in instance.items():  # JSON strings: the same text rules as every other field
-        if isinstance(value, str) and not body_is_file(body, name):
-            problem = untrusted.check_text(value, f.max_text_chars)
-            if problem:
-                raise InvalidRequest(name, problem)
     return instance, files
 
 
