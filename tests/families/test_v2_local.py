@@ -239,3 +239,19 @@ def test_an_expired_response_asset_is_404(srv):
     asyncio.run(expire())
     gone = srv.post(UPSCALE, json=body)
     assert gone.status_code == 404 and "no such asset" in gone.json()["detail"]
+
+
+def test_hostile_numbers_and_unknown_models_get_clear_errors(srv):
+    r = srv.post("/v2/image/generate/ideogram-4?dry_run=true", json={"prompt": "x", "seed": 10 ** 40})
+    assert r.status_code == 400 and r.json()["detail"] == "seed: must be a number of at most 40 characters"
+    nested = {"high_level_description": "x", "compositional_deconstruction": {
+        "background": "b", "elements": [{"type": "obj", "desc": "d", "bbox": [1, 2, 3, 10 ** 50]}]}}
+    r = srv.post("/v1/ideogram-v4/generate?dry_run=true", json={"json_prompt": nested})
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("json_prompt.compositional_deconstruction.elements[0].bbox[3]: must be a number")
+    for path in ("/v2/image/generate/ideogram-9", "/ideogram/v2/image/generate/ideogram-9"):
+        r = srv.post(path, json={"prompt": "x"})
+        assert r.status_code == 404 and r.json()["detail"].startswith("model: ideogram-9 is not a generate model")
+        assert "ideogram-4" in r.json()["detail"]
+    r = srv.post("/v2/image/paint/ideogram-4", json={"prompt": "x"})
+    assert r.status_code == 404 and r.json()["detail"].startswith("capability: ")

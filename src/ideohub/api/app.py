@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from .. import __version__
 from ..config import Settings
 from ..domain.errors import Forbidden, IdeohubError, InvalidRequest, NotFound, Unauthorized
-from ..domain.operations import SpecRequest
+from ..domain.operations import Family, SpecRequest
 from ..engines.base import WorkerPool
 from ..observability import Metrics
 from ..media.decode import ImageLimits
@@ -42,7 +42,7 @@ from .jwks import router as jwks_router
 from .auth import authenticate, bearer_matches
 from .body_limits import BodyLimitMiddleware
 from .assets import resolve_assets
-from .dialects import Endpoint, all_endpoints, all_paths, image_paths
+from .dialects import RELAY_PREFIX, Endpoint, all_endpoints, all_paths, image_paths
 from .dialects.intake import IntakeLimits, read_fields
 from . import generations, tasks
 from .submission import read_submission, wants_task_dialect
@@ -148,6 +148,9 @@ def create_app(settings: Settings, engines: dict | None = None,
                 name=f"{endpoint.operation.value}:{path}",
                 summary=f"Ideogram {endpoint.path}",
             )
+    for prefix in ("", RELAY_PREFIX):  # after every served path: a /v2 model this server does not know
+        app.add_api_route(prefix + "/v2/image/{capability}/{model}", _unknown_v2_model, methods=["POST"],
+                          include_in_schema=False)
     app.ideohub_settings = settings  # type: ignore[attr-defined]  # what the server layer configures itself from
     app.include_router(admin_router)
     app.include_router(jwks_router)  # GET /v1/.well-known/jwks.json: the webhook signing keys
@@ -204,6 +207,15 @@ def _endpoint_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
 
     handler.__name__ = f"post_{endpoint.operation.value.replace('-', '_')}"
     return handler
+
+
+async def _unknown_v2_model(capability: str, model: str) -> Response:
+    """Ideogram's 404 for a model it does not have, naming it and the ones this server serves."""
+    known = sorted(e.operation.v2_parts[1] for e in all_endpoints()
+                   if e.operation.family is Family.V2 and e.operation.v2_parts[0] == capability)
+    if not known:
+        raise NotFound(f"capability: /v2/image/{capability[:60]} is not an image capability")
+    raise NotFound(f"model: {model[:60]} is not a {capability} model here; known: {', '.join(known)}")
 
 
 def _dry_run(request: Request, endpoint: Endpoint) -> bool:

@@ -199,9 +199,20 @@ def _april_shape(instance: dict[str, Any], f: Fields) -> None:
             raise InvalidRequest("magic_prompt_option", f"must be one of: {', '.join(_MAGIC_OPTIONS)}")
 
 
+def _no_overlong_numbers(value: Any, path: str) -> None:
+    """A JSON number too long to be real (``untrusted.OutOfRange``) is refused naming its field,
+    before the schema would describe the marker object instead."""
+    if isinstance(value, untrusted.OutOfRange):
+        raise InvalidRequest(path or "body", f"must be a number of at most {untrusted.MAX_NUMBER_CHARS} characters")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        _no_overlong_numbers(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+
+
 def _validate(body: BodySchema, instance: dict[str, Any], files: dict[str, list[ImageInput]]) -> None:
     """The official schema's verdict: the deepest failing field and the rule. The V4 JSON
     prompt is checked first by its own rules (clearer than a failed ``oneOf``)."""
+    _no_overlong_numbers(instance, "")
     if isinstance(instance.get("json_prompt"), dict):
         spec_rules.check_json_prompt(instance["json_prompt"], "json_prompt")
     error = jsonschema.exceptions.best_match(body.validator.iter_errors(instance))
