@@ -21,7 +21,7 @@ from .config import Settings, load_settings
 from .store import db
 
 if TYPE_CHECKING:  # imported when a command needs it: `--help` stays quick
-    from .engines.relay.channel_store import ChannelStore
+    from .manage import Manager
     from .store.repository import Repository
     from .store.secrets import Secrets
 
@@ -77,6 +77,31 @@ def _with_db(settings: Settings, fn: Callable[[Repository, Secrets], Awaitable[T
 
 def _with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> T:
     return _with_db(settings, lambda repo, _secrets: fn(repo))
+
+
+# The CLI's names for the fields the management layer's errors name (``manage`` has one rule per
+# field for the CLI, the admin API and the console; only the names a user typed differ).
+CLI_FIELDS = {"usd": "USD", "note": "--note", "rpm": "--rpm", "max_images_in_flight": "--max-images-in-flight",
+              "spend_cap_usd": "--spend-cap", "allowed_operations": "--operations", "account_id": "--account",
+              "expires_at": "--expires-in-days", "group": "--group"}
+
+
+def _manage(settings: Settings, fn: Callable[[Manager], Awaitable[T]], *, prefix: str = "") -> T:
+    """Run ``fn`` on the management layer; its errors become one line on stderr: a bad value
+    exits 2 (naming the CLI's option), something missing or in the way exits 1."""
+    from .domain.errors import IdeohubError, InvalidRequest
+    from .manage import Manager
+
+    try:
+        return _with_db(settings, lambda repo, secrets: fn(Manager(settings, repo, channel_key=secrets.channel_key)))
+    except InvalidRequest as exc:
+        field = CLI_FIELDS.get(exc.field, exc.field)
+        detail = exc.detail if exc.detail != f"{exc.field}: {exc.rule}" else f"{field}: {exc.rule}"
+        err.print(prefix + detail, markup=False, highlight=False, soft_wrap=True, style="red")
+        raise typer.Exit(2) from None
+    except IdeohubError as exc:  # NotFound, Conflict
+        err.print(prefix + exc.detail, markup=False, highlight=False, soft_wrap=True, style="red")
+        raise typer.Exit(1) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -254,60 +279,28 @@ def worker(
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key")] = "",
     account: Annotated[str | None, typer.Option("--account", help="Account id (default: the unlimited default account)")] = None,
-    rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=2**31 - 1, help="Requests per minute")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=2**31 - 1, help="Requests per minute "
+                                            "(default: default_rpm)")] = None,
     max_images: Annotated[int | None, typer.Option("--max-images-in-flight", min=1, max=2**31 - 1,
-                                                   help="Concurrent images")] = None,
+                                                   help="Concurrent images (default: default_max_images_in_flight)")] = None,
     expires_in_days: Annotated[float | None, typer.Option("--expires-in-days", help="Expiry (days from now)")] = None,
     operations: Annotated[str | None, typer.Option("--operations", help="Allowed, comma-separated")] = None,
     spend_cap: Annotated[str | None, typer.Option("--spend-cap", help="Most this key may spend, USD")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
-    """Create an API key; prints it alone on the last line (it is shown only once)."""
+    """Create an API key; prints it alone on the last line (it is shown only once). The same
+    rules and defaults as POST /admin/keys."""
     from datetime import UTC, datetime, timedelta
 
-    from .domain.operations import Operation
-    from .store.ledger import DEFAULT_ACCOUNT, Ledger
-
     settings = _settings(data_dir, config)
-    allowed = [o.strip() for o in operations.split(",") if o.strip()] if operations else None
-    for op in allowed or []:
-        if op not in Operation._value2member_map_:
-            err.print(f"[red]unknown operation {op!r}[/red]; known: {', '.join(o.value for o in Operation)}")
-            raise typer.Exit(2)
-
-    cap = _usd(spend_cap) if spend_cap is not None else None
-    if cap is not None and cap < 0:
-        err.print("[red]--spend-cap must not be negative[/red]")
-        raise typer.Exit(2)
-
-    async def go(repo: Repository):  # type: ignore[no-untyped-def]
-        account_id = account or DEFAULT_ACCOUNT
-        if await Ledger(repo.session).get_account(account_id) is None:
-            err.print(f"[red]no account {account_id}[/red]")
-            raise typer.Exit(1)
-        return await repo.create_key(
-            name, account_id=account_id,
-            rpm=rpm if rpm is not None else settings.default_rpm,
-            max_images_in_flight=max_images if max_images is not None else settings.default_max_images_in_flight,
-            expires_at=datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None,
-            allowed_operations=allowed, spend_cap_micros=cap,
-        )
-
-    row, plaintext = _with_repo(settings, go)
-    err.print(f"created key {row.id} ({row.name or 'unnamed'}) for account {row.account_id}")
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    row, plaintext = _manage(settings, lambda m: m.keys.create(
+        account_id=account, name=name, rpm=rpm, max_images_in_flight=max_images, expires_at=expires,
+        allowed_operations=operations, spend_cap_usd=spend_cap))
+    err.print(f"created key {row.id} ({row.name or 'unnamed'}) for account {row.account_id}", markup=False,
+              highlight=False)
     print(plaintext)
-
-
-def _usd(text: str) -> int:
-    from .domain.errors import InvalidRequest
-    from .domain.money import parse_usd
-
-    try:
-        return parse_usd(text, "USD")
-    except InvalidRequest as exc:
-        err.print(exc.detail, markup=False, highlight=False, soft_wrap=True, style="red")
-        raise typer.Exit(2) from None
 
 
 @accounts_app.command("create")
@@ -319,54 +312,39 @@ def accounts_create(
     config: ConfigFile = None,
 ) -> None:
     """Create a prepaid account; prints its id alone on the last line."""
-    from .store.ledger import Ledger
-
     settings = _settings(data_dir, config)
-    if group != "default" and group not in settings.groups:
-        err.print(f"[red]unknown group {group!r}[/red]; configure it under [groups]")
-        raise typer.Exit(2)
-    row = _with_repo(settings, lambda repo: Ledger(repo.session).create_account(name, group, unlimited))
-    err.print(f"created account {row.name}")
+    row = _manage(settings, lambda m: m.accounts.create(name, group, unlimited))
+    err.print(f"created account {row.name}", markup=False, highlight=False)
     print(row.id)
 
 
 @accounts_app.command("list")
 def accounts_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """List accounts with their balances."""
-    from .domain.prices import micros_to_usd
-    from .store.ledger import Ledger
+    from .manage.accounts import account_view
 
     settings = _settings(data_dir, config)
-    rows = _with_repo(settings, lambda repo: Ledger(repo.session).list_accounts())
+    rows = _manage(settings, lambda m: m.accounts.list())
     table = Table("id", "name", "group", "balance (USD)", "credit")
-    for a in rows:
-        table.add_row(a.id, a.name, a.group_name, micros_to_usd(a.balance_micros), "unlimited" if a.unlimited else "prepaid")
+    for a in map(account_view, rows):
+        table.add_row(a["id"], a["name"], a["group"], a["balance_usd"], "unlimited" if a["unlimited"] else "prepaid")
     Console(width=160).print(table)
 
 
 def _credit(kind: str, account_id: str, usd: str, note: str | None, data_dir: Path | None,
             config: Path | None) -> None:
-    """Top-up or adjustment: the rule (``domain.money.check_credit``) is checked before the
-    database is touched, and applied again by the ledger, which every path goes through."""
-    from .domain.errors import InvalidRequest, NotFound
-    from .domain.money import check_credit
+    """Top-up or adjustment: the management layer's rule (``domain.money``: ``parse_usd`` then
+    ``check_credit``), the same as POST /admin/accounts/{id}/topup and /adjust."""
     from .domain.prices import micros_to_usd
-    from .store.ledger import Ledger
 
     settings = _settings(data_dir, config)
-    micros = _usd(usd)
-    try:
-        check_credit(kind, micros, note, amount_field="USD", note_field="--note")  # type: ignore[arg-type]
-    except InvalidRequest as exc:
-        err.print(exc.detail, markup=False, highlight=False, soft_wrap=True, style="red")
-        raise typer.Exit(2) from None
-    move = Ledger.topup if kind == "topup" else Ledger.adjust
-    try:
-        balance = _with_repo(settings, lambda repo: move(Ledger(repo.session), account_id, micros, note))
-    except NotFound as exc:
-        err.print(exc.detail, markup=False, highlight=False, soft_wrap=True, style="red")
-        raise typer.Exit(1) from None
-    print(micros_to_usd(balance))
+
+    async def move(m: Manager) -> int:
+        if kind == "topup":
+            return await m.accounts.topup(account_id, usd, note)
+        return await m.accounts.adjust(account_id, usd, note)
+
+    print(micros_to_usd(_manage(settings, move)))
 
 
 @app.command()
@@ -392,13 +370,9 @@ def adjust(account_id: str,
 def balance(account_id: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Print an account's balance in USD alone on the last line."""
     from .domain.prices import micros_to_usd
-    from .store.ledger import Ledger
 
     settings = _settings(data_dir, config)
-    account = _with_repo(settings, lambda repo: Ledger(repo.session).get_account(account_id))
-    if account is None:
-        err.print(f"[red]no account {account_id}[/red]")
-        raise typer.Exit(1)
+    account = _manage(settings, lambda m: m.accounts.get(account_id))
     print(micros_to_usd(account.balance_micros))
 
 
@@ -439,48 +413,68 @@ def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     "-" is no limit; "spent" counts settled spend and open reservations against the cap."""
     from datetime import UTC, datetime
 
-    from .domain.prices import micros_to_usd
+    from .manage.keys import key_view
 
     settings = _settings(data_dir, config)
-    rows = _with_repo(settings, lambda repo: repo.list_keys())
+    rows = _manage(settings, lambda m: m.keys.list())
     now = datetime.now(UTC)
 
     def when(t: datetime | None) -> str:
-        return "-" if t is None else (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat(timespec="minutes")
-
-    def status(r) -> str:  # type: ignore[no-untyped-def]
-        if r.revoked_at:
-            return "revoked"
-        expires = r.expires_at if r.expires_at is None or r.expires_at.tzinfo else r.expires_at.replace(tzinfo=UTC)
-        return "expired" if expires is not None and expires <= now else "active"
+        return "-" if t is None else t.isoformat(timespec="minutes")
 
     table = Table("id", "name", "prefix", "account", "rpm", "images in flight", "spend cap (USD)", "spent (USD)",
                   "expires", "operations", "created", "status")
-    for r in rows:
-        table.add_row(r.id, r.name, r.prefix + "…", r.account_id or "", str(r.rpm or "-"),
-                      str(r.max_images_in_flight or "-"),
-                      "-" if r.spend_cap_micros is None else micros_to_usd(r.spend_cap_micros),
-                      micros_to_usd(r.committed_micros or 0), when(r.expires_at),
-                      "all" if r.allowed_operations is None else ",".join(r.allowed_operations) or "none",
-                      when(r.created_at), status(r))
+    for k in (key_view(r, now) for r in rows):
+        ops = k["allowed_operations"]
+        table.add_row(k["id"], k["name"], k["prefix"] + "…", k["account_id"] or "", str(k["rpm"] or "-"),
+                      str(k["max_images_in_flight"] or "-"), k["spend_cap_usd"] or "-", k["spent_usd"],
+                      when(k["expires_at"]), "all" if ops is None else ",".join(ops) or "none",
+                      when(k["created_at"]), k["status"])
     Console(width=260).print(table)
+
+
+@keys_app.command("edit")
+def keys_edit(
+    key_id: str,
+    name: Annotated[str | None, typer.Option("--name", help="A new label")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=2**31 - 1, help="Requests per minute")] = None,
+    max_images: Annotated[int | None, typer.Option("--max-images-in-flight", min=1, max=2**31 - 1,
+                                                   help="Concurrent images")] = None,
+    expires_in_days: Annotated[float | None, typer.Option("--expires-in-days", help="Expiry (days from now)")] = None,
+    operations: Annotated[str | None, typer.Option("--operations", help="Allowed, comma-separated")] = None,
+    spend_cap: Annotated[str | None, typer.Option("--spend-cap", help="Most this key may spend, USD")] = None,
+    clear: Annotated[list[str] | None, typer.Option(
+        "--clear", help="Remove a limit: rpm, max-images-in-flight, expires, operations or spend-cap (repeatable)")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Change a key's label or limits; options left out stay as they are. The same rules as
+    PATCH /admin/keys/{id}."""
+    from datetime import UTC, datetime, timedelta
+
+    clearable = {"rpm": "rpm", "max-images-in-flight": "max_images_in_flight", "expires": "expires_at",
+                 "operations": "allowed_operations", "spend-cap": "spend_cap_usd"}
+    changes: dict[str, object] = {}
+    for item in clear or []:
+        if item not in clearable:
+            err.print(f"--clear: unknown limit {item!r}; one of {', '.join(clearable)}", markup=False, style="red")
+            raise typer.Exit(2)
+        changes[clearable[item]] = None
+    given = {"name": name, "rpm": rpm, "max_images_in_flight": max_images, "allowed_operations": operations,
+             "spend_cap_usd": spend_cap,
+             "expires_at": datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None}
+    changes.update({k: v for k, v in given.items() if v is not None})
+    settings = _settings(data_dir, config)
+    row = _manage(settings, lambda m: m.keys.update(key_id, changes))
+    err.print(f"key {row.id} updated", markup=False, highlight=False)
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Revoke a key by id; it stops working at once, on running servers too."""
     settings = _settings(data_dir, config)
-    if not _with_repo(settings, lambda repo: repo.revoke_key(key_id)):
-        err.print(f"[red]no active key with id {key_id}[/red]")
-        raise typer.Exit(1)
-    err.print(f"revoked {key_id}")
-
-
-def _with_channels(settings: Settings, fn: Callable[[ChannelStore], Awaitable[T]]) -> T:
-    from .engines.relay.channel_store import ChannelStore
-    from .engines.relay.channels import SecretBox
-
-    return _with_db(settings, lambda repo, secrets: fn(ChannelStore(repo.session, SecretBox(secrets.channel_key))))
+    _manage(settings, lambda m: m.keys.revoke(key_id))
+    err.print(f"revoked {key_id}", markup=False, highlight=False)
 
 
 @channels_app.command("add")
@@ -514,7 +508,7 @@ def channels_add(
     """Add (or replace) an upstream channel. Options left out take the channel-defaults table's
     values for the kind, exactly as a channel in the config file does (`ideohub channels defaults`
     prints the table)."""
-    from .engines.relay.channels import channel_from_options, mask_url
+    from .engines.relay.channels import mask_url
 
     settings = _settings(data_dir, config)
     options: dict[str, object | None] = dict(
@@ -522,15 +516,41 @@ def channels_add(
         weight=weight, max_in_flight=max_in_flight, operations=operations, models=models, timeout_s=timeout,
         connect_timeout_s=connect_timeout, cost_multiplier=cost, account_fields=account_fields,
     )
-    try:
-        channel = channel_from_options(options)  # type: ignore[arg-type]
-    except (ValueError, TypeError) as exc:
-        err.print(f"invalid channel: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    _with_channels(settings, lambda store: store.upsert(channel))
+    channel = _manage(settings, lambda m: m.channels().add(options, replace=True), prefix="invalid channel: ")
     auth, paths = channel.auth.value, channel.path_style.value  # type: ignore[union-attr]
     err.print(f"channel {name} saved ({channel.kind.value}, {mask_url(str(channel.base_url))}, {auth} auth, "
               f"{paths} paths)", markup=False, highlight=False)
+
+
+@channels_app.command("edit")
+def channels_edit(
+    name: str,
+    kind: Annotated[str | None, typer.Option("--kind", help="ideogram or relay")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="A new upstream key (left out: the stored one stays)")] = None,
+    auth: Annotated[str | None, typer.Option("--auth", help="bearer or api-key (relay only)")] = None,
+    path_style: Annotated[str | None, typer.Option("--path-style", help="official, ideogram or ideogram-v1")] = None,
+    priority: Annotated[int | None, typer.Option("--priority")] = None,
+    weight: Annotated[int | None, typer.Option("--weight")] = None,
+    max_in_flight: Annotated[int | None, typer.Option("--max-in-flight")] = None,
+    operations: Annotated[str | None, typer.Option("--operations", help="Comma-separated operations or families")] = None,
+    models: Annotated[str | None, typer.Option("--models")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout")] = None,
+    connect_timeout: Annotated[float | None, typer.Option("--connect-timeout")] = None,
+    cost: Annotated[float | None, typer.Option("--cost-multiplier")] = None,
+    account_fields: Annotated[bool | None, typer.Option("--account-fields/--no-account-fields")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Change some of a channel's options; the rest (and the stored key) stay. The same rules as
+    PATCH /admin/channels/{name}."""
+    options = dict(kind=kind, base_url=base_url, key=key, auth=auth, path_style=path_style, priority=priority,
+                   weight=weight, max_in_flight=max_in_flight, operations=operations, models=models, timeout_s=timeout,
+                   connect_timeout_s=connect_timeout, cost_multiplier=cost, account_fields=account_fields)
+    changes = {k: v for k, v in options.items() if v is not None}
+    settings = _settings(data_dir, config)
+    _manage(settings, lambda m: m.channels().update(name, changes), prefix="invalid channel: ")
+    err.print(f"channel {name} updated", markup=False, highlight=False)
 
 
 @channels_app.command("defaults")
@@ -557,7 +577,7 @@ def channels_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     from .engines.relay.channels import ChannelHealth, describe_operations
 
     settings = _settings(data_dir, config)
-    channels = _with_channels(settings, lambda store: store.list())
+    channels = _manage(settings, lambda m: m.channels().list())
     now = datetime.now(UTC)
     table = Table("name", "kind", "base url", "auth", "paths", "priority", "weight", "max in flight", "operations",
                   "health")
@@ -573,10 +593,8 @@ def channels_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
 def _set_enabled(name: str, enabled: bool, data_dir: Path | None, config: Path | None) -> None:
     settings = _settings(data_dir, config)
-    if not _with_channels(settings, lambda store: store.set_enabled(name, enabled)):
-        err.print(f"[red]no channel named {name}[/red]")
-        raise typer.Exit(1)
-    err.print(f"channel {name} {'enabled' if enabled else 'disabled'}")
+    _manage(settings, lambda m: m.channels().set_enabled(name, enabled))
+    err.print(f"channel {name} {'enabled' if enabled else 'disabled'}", markup=False, highlight=False)
 
 
 @channels_app.command("disable")
@@ -595,40 +613,22 @@ def channels_enable(name: str, data_dir: DataDir = None, config: ConfigFile = No
 def channels_remove(name: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Delete a channel."""
     settings = _settings(data_dir, config)
-    if not _with_channels(settings, lambda store: store.remove(name)):
-        err.print(f"[red]no channel named {name}[/red]")
-        raise typer.Exit(1)
-    err.print(f"channel {name} removed")
+    _manage(settings, lambda m: m.channels().remove(name))
+    err.print(f"channel {name} removed", markup=False, highlight=False)
 
 
 @channels_app.command("test")
 def channels_test(name: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Check reachability and the key at no cost: an empty V3 generate request must be
-    refused for its missing prompt (400), not for the key (401/403)."""
-    import httpx
-
-    from .domain.operations import Operation
-    from .engines.relay.channels import mask_url
-
+    refused for its missing prompt (400), not for the key (401/403). The same probe as
+    POST /admin/channels/{name}/test."""
     settings = _settings(data_dir, config)
-    channel = _with_channels(settings, lambda store: store.get(name))
-    if channel is None:
-        err.print(f"[red]no channel named {name}[/red]")
-        raise typer.Exit(1)
-    url = channel.url_for(Operation.V3_GENERATE)
-    try:
-        r = httpx.post(url, json={}, headers=channel.auth_headers(), timeout=min(channel.timeout_s, 30))
-    except httpx.HTTPError as exc:
-        err.print(f"[red]{name}: unreachable ({exc.__class__.__name__})[/red]")
-        raise typer.Exit(1) from None
-    if r.status_code in (400, 422):
-        print(f"{name}: ok (reachable, key accepted; HTTP {r.status_code} for the empty probe)")
-    elif r.status_code in (401, 403):
-        err.print(f"[red]{name}: the upstream rejected the key (HTTP {r.status_code})[/red]")
-        raise typer.Exit(1)
-    else:
-        err.print(f"{name}: unexpected HTTP {r.status_code} from {mask_url(url)}", markup=False, highlight=False)
-        raise typer.Exit(1)
+    result = _manage(settings, lambda m: m.channels().test(name))
+    if result.ok:
+        print(f"{name}: ok ({result.detail})")
+        return
+    err.print(f"{name}: {result.detail}", markup=False, highlight=False, soft_wrap=True, style="red")
+    raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

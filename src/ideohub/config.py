@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # shared rate limits and channel state across processes
     admin_token: str | None = Field(default=None, repr=False)  # enables the admin API (Authorization: Bearer <token>)
     metrics_token: str | None = Field(default=None, repr=False)  # /metrics: loopback clients only, unless this is set (then Bearer <token>)
+    # the operator console (/console): sessions signed in with admin_token, stored in the database
+    console_session_hours: float = Field(default=12.0, ge=0.05, le=24 * 30)  # a session's life from sign-in
+    console_signin_per_minute: int = Field(default=10, ge=1, le=1000)  # sign-in attempts per client address
 
     # generations (domain.generations): liveness of the process running them, polling, webhooks
     heartbeat_s: float = 10.0  # a process marks its pending generations alive (and their money held) this often

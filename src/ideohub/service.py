@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .config import Settings
+from .console.sessions import delete_expired as delete_expired_sessions
 from .domain.errors import DeadlineExceeded, IdeohubError
 from .domain.generations import PENDING_STATES, Mode, Submission
 from .domain.operations import CanonicalRequest, Operation
@@ -298,7 +299,7 @@ class Service:
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete expired images (file and row), release abandoned reservations, drop usage past
-        its retention; returns how many images were deleted (``last_released``: reservations)."""
+        its retention, and expired console sessions; returns how many images were deleted (``last_released``: reservations)."""
         now = now or utcnow()
         self.last_released = await self.ledger.release_expired(now)
         if self.last_released:
@@ -313,6 +314,7 @@ class Service:
                 total += len(rows)
         await self.storage.sweep_partial(now.timestamp() - PARTIAL_WRITE_GRACE_S)
         await self.repo.delete_expired_idempotency(now)
+        await delete_expired_sessions(self.repo.session, now)
         await self.repo.delete_usage_before(now - timedelta(days=self.settings.usage_retention_days))
         return total
 

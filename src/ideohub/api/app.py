@@ -38,6 +38,8 @@ from ..store.repository import Repository
 from ..store.secrets import Secrets
 from ..notify.worker import Webhooks
 from .admin import router as admin_router
+from .account import router as account_router
+from ..console.routes import router as console_router
 from .jwks import router as jwks_router
 from .auth import authenticate, bearer_matches
 from .body_limits import BodyLimitMiddleware
@@ -153,9 +155,11 @@ def create_app(settings: Settings, engines: dict | None = None,
                           include_in_schema=False)
     app.ideohub_settings = settings  # type: ignore[attr-defined]  # what the server layer configures itself from
     app.include_router(admin_router)
+    app.include_router(account_router)  # the key holders' own API: /v2/account/*, /ideogram/v2/account/*
     app.include_router(jwks_router)  # GET /v1/.well-known/jwks.json: the webhook signing keys
     app.include_router(generations.router)  # polling: GET /v1|v2/generations/{id}
     app.include_router(tasks.router)  # the task dialect's queries
+    app.include_router(console_router)  # /console: the console's pages, static files and operator sessions
     app.add_api_route("/images/{name}", serve_image, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

@@ -7,8 +7,9 @@
   same as one with a Content-Length.
 - Every other route takes at most ``max_small_body_bytes``: the body is read here, whole,
   before the route runs (routes that take no API key — admin, health, metrics, images — never
-  need more). The admin API is checked for its token first, so an unauthenticated caller's
-  body is never read.
+  need more). The admin API is checked first (``console.auth.precheck``: the admin token, or the
+  console cookie with its cross-site and CSRF rules; everything but the session lookup, which
+  the route makes), so an unauthenticated caller's body is never read.
 - A response sent before the request body was read to its end carries ``Connection: close``,
   so the server stops reading what the client is still sending.
 """
@@ -21,22 +22,14 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from ..domain.errors import IdeohubError, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized
-from .auth import bearer_matches
+from ..domain.errors import IdeohubError, PayloadTooLarge, RequestTimeout
+from ..console.auth import precheck, sessions_of
 from .problems import error_response, in_dialect
 
 ADMIN_PREFIX = "/admin"
-
-
-def admin_denial(settings: Settings, authorization: str | None) -> IdeohubError | None:
-    """Why an admin request is refused (404 while the admin API is disabled, 401 for a wrong
-    token), or None. Constant-time comparison."""
-    token = settings.admin_token
-    if not token:
-        return NotFound("the admin API is disabled: set admin_token in the config")
-    if not bearer_matches(authorization, token):
-        return Unauthorized("admin endpoints need 'Authorization: Bearer <admin token>'")
-    return None
+# what this middleware reads: the body's framing, and what the admin check needs (console.auth.precheck)
+_READ_HEADERS = (b"content-length", b"transfer-encoding", b"authorization", b"cookie", b"origin", b"host",
+                 b"sec-fetch-site", b"x-csrf-token")
 
 
 def _too_large(cap: int) -> PayloadTooLarge:
@@ -55,8 +48,10 @@ class BodyLimitMiddleware:
             return
         settings = self.settings
         path: str = scope["path"]
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
-                   if k in (b"content-length", b"transfer-encoding", b"authorization")}
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:  # the first of repeated headers, as Starlette's request.headers reads them
+            if k in _READ_HEADERS:
+                headers.setdefault(k.decode("latin-1"), v.decode("latin-1"))
         declared = headers.get("content-length", "")
         has_body = (declared.isdigit() and int(declared) > 0) or "transfer-encoding" in headers
         finished = not has_body
@@ -71,7 +66,9 @@ class BodyLimitMiddleware:
             await response(scope, receive, send_closing)
 
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            denial = admin_denial(settings, headers.get("authorization"))
+            state = getattr(getattr(scope.get("app"), "state", None), "ideohub", None)
+            denial = precheck(settings, scope["method"], headers, scope.get("scheme", "http"),
+                              sessions_of(state)).denial
             if denial is not None:
                 await refuse(denial)
                 return

@@ -232,3 +232,18 @@ class SecretRow(Base):
     value: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleSession(Base):
+    """A signed-in operator console (``console.sessions``). Neither the cookie nor the admin token is
+    stored: ``id_hash`` and ``admin_fingerprint`` are HMAC-SHA256 of them under the key pepper, so a
+    leaked table opens nothing, and a changed admin token no longer matches any row."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the address it signed in from

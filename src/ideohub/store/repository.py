@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -110,9 +110,24 @@ class Repository:
             s.add(row)
         return row, plaintext
 
-    async def list_keys(self) -> list[ApiKey]:
+    async def list_keys(self, account_id: str | None = None) -> list[ApiKey]:
+        """Every key (oldest first), or one account's."""
+        q = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        if account_id is not None:
+            q = q.where(ApiKey.account_id == account_id)
         async with self.session() as s:
-            return list((await s.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
+            return list((await s.scalars(q)).all())
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        async with self.session() as s:
+            return await s.get(ApiKey, key_id)
+
+    async def update_key(self, key_id: str, values: dict[str, Any]) -> ApiKey | None:
+        """Change a key's name or limits (``manage.keys`` checked them); None if there is no such key."""
+        async with self.session.begin() as s:
+            if values:
+                await s.execute(update(ApiKey).where(ApiKey.id == key_id).values(**values))
+            return await s.get(ApiKey, key_id)
 
     async def revoke_key(self, key_id: str) -> bool:
         async with self.session.begin() as s:
@@ -215,6 +230,37 @@ class Repository:
     async def get_request(self, request_id: str) -> RequestRecord | None:
         async with self.session() as s:
             return await s.get(RequestRecord, request_id)
+
+    async def query_requests(self, *, limit: int, before: tuple[datetime, str] | None = None,
+                             since: datetime | None = None, until: datetime | None = None,
+                             **equal: Any) -> list[RequestRecord]:
+        """The request log, newest first: ``equal`` filters columns by equality (``account_id``,
+        ``key_id``, ``operation``, ``state``, ``status_code``, ``channel``; None is no filter);
+        ``before`` is the keyset cursor (created_at, id) of the last row of the previous page."""
+        q = select(RequestRecord)
+        for column, value in equal.items():
+            if value is not None:
+                q = q.where(getattr(RequestRecord, column) == value)
+        if since is not None:
+            q = q.where(RequestRecord.created_at >= since)
+        if until is not None:
+            q = q.where(RequestRecord.created_at < until)
+        if before is not None:
+            at, rid = before
+            q = q.where(or_(RequestRecord.created_at < at, and_(RequestRecord.created_at == at, RequestRecord.id < rid)))
+        q = q.order_by(RequestRecord.created_at.desc(), RequestRecord.id.desc()).limit(limit)
+        async with self.session() as s:
+            return list((await s.scalars(q)).all())
+
+    async def request_attempts(self, request_id: str) -> list[UpstreamAttempt]:
+        async with self.session() as s:
+            q = select(UpstreamAttempt).where(UpstreamAttempt.request_id == request_id).order_by(UpstreamAttempt.id)
+            return list((await s.scalars(q)).all())
+
+    async def request_images(self, request_id: str) -> list[StoredImage]:
+        async with self.session() as s:
+            q = select(StoredImage).where(StoredImage.request_id == request_id).order_by(StoredImage.id)
+            return list((await s.scalars(q)).all())
 
     async def delete_usage_before(self, cutoff: datetime) -> None:
         """Retention: usage older than the cutoff goes (the ledger is kept: it is the money's history)."""

@@ -68,6 +68,11 @@ class ChannelStore:
             rows = (await s.scalars(select(ChannelRow).order_by(ChannelRow.priority.desc(), ChannelRow.name))).all()
         return [self._to_channel(r) for r in rows]
 
+    async def sources(self) -> dict[str, str]:
+        """Where each channel came from (``config``, ``cli`` or ``api``), by name."""
+        async with self.session() as s:
+            return dict((await s.execute(select(ChannelRow.name, ChannelRow.source))).all())
+
     async def get(self, name: str) -> Channel | None:
         async with self.session() as s:
             row = await s.get(ChannelRow, name)

@@ -171,6 +171,10 @@ class ChannelDirectory:
                 self._loaded_at = self.clock()
         return self._cached
 
+    def invalidate(self) -> None:
+        """Re-read at the next use (an edit made through this process applies at once)."""
+        self._loaded_at = float("-inf")
+
 
 def _no_channel_message(channels: list[Channel], op: Operation, tier: str | None) -> str:
     what = op.official_path + (f" for {tier}" if tier else "")

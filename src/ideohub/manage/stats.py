@@ -1,0 +1,68 @@
+"""Dashboard figures from SQL aggregates (SQLite and PostgreSQL alike): per hour or day, per
+operation and per channel — requests, images, revenue (what was charged), upstream cost, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from ..domain.errors import InvalidRequest
+from ..domain.prices import micros_to_usd
+from ..store.usage import BUCKETS, channel_totals, operation_totals, request_buckets
+
+MAX_HOURS = 8760
+DEFAULT_HOURS = 168
+
+
+def check_window(hours: object, bucket: object) -> tuple[int, str]:
+    """``hours`` 1…8760 (default 168); ``bucket`` hour|day (default: hour up to 72 hours, else day)."""
+    if hours is None or hours == "":
+        hours = DEFAULT_HOURS
+    if isinstance(hours, str):
+        text = hours.strip()
+        hours = int(text) if text.isascii() and text.isdigit() and len(text) < 8 else -1
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_HOURS:
+        raise InvalidRequest("hours", f"must be an integer from 1 to {MAX_HOURS}")
+    if bucket is None or bucket == "":
+        bucket = "hour" if hours <= 72 else "day"
+    if bucket not in BUCKETS:
+        raise InvalidRequest("bucket", f"must be one of {', '.join(BUCKETS)}")
+    return hours, str(bucket)
+
+
+def floor(t: datetime, bucket: str) -> datetime:
+    t = t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return t.replace(hour=0) if bucket == "day" else t
+
+
+def _rate(errors: int, requests: int) -> float:
+    return round(errors / requests, 4) if requests else 0.0
+
+
+async def stats(session: async_sessionmaker, hours: object = None, bucket: object = None,
+                now: datetime | None = None) -> dict[str, Any]:
+    hours, bucket = check_window(hours, bucket)
+    now = now or datetime.now(UTC)
+    since = now - timedelta(hours=hours)
+    found = {r["start"]: r for r in await request_buckets(session, since, bucket)}
+    step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+    buckets = []
+    start = floor(since, bucket)
+    while start <= now:  # every bucket of the window, empty ones too (a chart needs them)
+        r = found.get(start, {"requests": 0, "images": 0, "revenue_micros": 0, "upstream_cost_micros": 0, "errors": 0})
+        buckets.append({"start": start, "requests": r["requests"], "images": r["images"],
+                        "revenue_usd": micros_to_usd(r["revenue_micros"]),
+                        "upstream_cost_usd": micros_to_usd(r["upstream_cost_micros"]), "errors": r["errors"],
+                        "error_rate": _rate(r["errors"], r["requests"])})
+        start += step
+    by_operation = [{"operation": r["operation"], "requests": r["requests"], "images": r["images"],
+                     "revenue_usd": micros_to_usd(r["revenue_micros"]),
+                     "upstream_cost_usd": micros_to_usd(r["upstream_cost_micros"]), "errors": r["errors"]}
+                    for r in await operation_totals(session, since)]
+    by_channel = [{"channel": c["channel"], "attempts": c["attempts"], "errors": c["errors"],
+                   "upstream_cost_usd": micros_to_usd(c["upstream_cost_micros"]), "latency_ms_p50": c["latency_ms_p50"]}
+                  for c in sorted((await channel_totals(session, since)).values(), key=lambda c: c["channel"])]
+    return {"hours": hours, "bucket": bucket, "buckets": buckets, "by_operation": by_operation,
+            "by_channel": by_channel}
