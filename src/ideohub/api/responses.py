@@ -123,7 +123,9 @@ def _image_v2(item: Any, fields: frozenset[str]) -> dict[str, Any]:
     safe = bool(out.is_image_safe) and item.url is not None
     candidates = {"asset_id": item.asset_id, "is_image_safe": safe, "prompt": out.prompt, "resolution": str(size),
                   "seed": out.seed, "url": item.url, "width": size.width, "height": size.height}
-    obj = {k: v for k, v in candidates.items() if k in fields or k in ("asset_id", "resolution")}
+    # an image is reachable on every path, also where the path's schema lists no image fields
+    # (replace-background answers {generation_id} alone): asset id, size, link and its safety
+    obj = {k: v for k, v in candidates.items() if k in fields or k in ("asset_id", "resolution", "url", "is_image_safe")}
     if obj.get("asset_id") is None:
         obj.pop("asset_id", None)
     return obj

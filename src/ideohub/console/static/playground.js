@@ -215,7 +215,9 @@ export function mount(view, ctx) {
             el("a", { class: "pg-download", href: item.url, download: name }, `Download image ${i + 1}`))));
       } else {
         grid.appendChild(el("figure", { class: "pg-result pg-withheld" },
-          el("p", null, "Withheld: this image did not pass the safety check (not charged)."),
+          el("p", null, item.is_image_safe === false
+            ? "Withheld: this image did not pass the safety check (not charged)."
+            : `No link for this image${item.asset_id ? ` (asset ${item.asset_id})` : ""}.`),
           el("figcaption", null, meta.join(" · "))));
       }
     });
