@@ -316,7 +316,7 @@ async function mountChannels(view, { op }) {
     if (r.latency_ms != null) parts.push(fmtMs(r.latency_ms));
     clear(node, badge(r.ok ? "ok" : "failed", r.ok ? "ok" : "error"), " ",
       el("span", { class: "test-detail" }, parts.slice(1).join(", ")),
-      r.detail ? el("div", { class: "error-text test-detail-text" }, r.detail) : null);
+      r.detail ? el("div", { class: (r.ok ? "hint" : "error-text") + " test-detail-text" }, r.detail) : null);
     node.dataset.ok = String(Boolean(r.ok));
   }
 
