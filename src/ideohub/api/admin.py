@@ -147,15 +147,17 @@ class OperationOut(BaseModel):
 Names = list[str] | str  # a list, or a comma-separated string
 
 
-class ChannelIn(BaseModel):
-    """A new channel; omitted fields take the channel-defaults table's values for its kind."""
+class ChannelChange(BaseModel):
+    """The fields a channel is added or edited with; omitted ones take the channel-defaults
+    table's values for its kind (on add) or stay as they are (on edit)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=64)
+    name: str | None = Field(default=None, max_length=64)
     kind: str | None = Field(default=None, description="relay (default) or ideogram")
     base_url: str | None = Field(default=None, max_length=500)
-    key: str = Field(max_length=1024, description="The upstream's key; stored encrypted, never returned")
+    key: str | None = Field(default=None, max_length=1024,
+                            description="The upstream's key; stored encrypted, never returned")
     auth: str | None = Field(default=None, description="bearer or api-key (relay only)")
     path_style: str | None = Field(default=None, description="official, ideogram or ideogram-v1")
     priority: StrictInt | None = None
@@ -170,27 +172,15 @@ class ChannelIn(BaseModel):
     enabled: StrictBool | None = None
 
 
-class ChannelPatch(BaseModel):
+class ChannelIn(ChannelChange):
+    """A new channel: a name and the upstream's key are required."""
+
+    name: str = Field(max_length=64)
+    key: str = Field(max_length=1024, description="The upstream's key; stored encrypted, never returned")
+
+
+class ChannelPatch(ChannelChange):
     """Only the fields sent change; ``key`` omitted keeps the stored key."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, max_length=64)
-    kind: str | None = None
-    base_url: str | None = Field(default=None, max_length=500)
-    key: str | None = Field(default=None, max_length=1024)
-    auth: str | None = None
-    path_style: str | None = None
-    priority: StrictInt | None = None
-    weight: StrictInt | None = None
-    max_in_flight: StrictInt | None = None
-    operations: Names | None = None
-    models: Names | None = None
-    timeout_s: StrictFloat | None = None
-    connect_timeout_s: StrictFloat | None = None
-    cost_multiplier: StrictFloat | None = None
-    account_fields: StrictBool | None = None
-    enabled: StrictBool | None = None
 
 
 class ChannelHealthOut(BaseModel):

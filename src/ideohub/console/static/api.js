@@ -27,7 +27,7 @@ export function errorText(body, status) {
   return status ? `The server answered ${status}.` : "The server could not be reached.";
 }
 
-async function readBody(response) {
+export async function readBody(response) {
   if (response.status === 204) return null;
   const text = await response.text();
   if (!text) return null;

@@ -4,7 +4,7 @@
 // runs answer {generation_id} and are polled at /v1 (or /v2) generations until they finish.
 
 import { el, fmtUsd } from "./ui.js";
-import { errorText } from "./api.js";
+import { errorText, readBody } from "./api.js";
 import { FieldError, collectValues, describeOperation, encodeBody, fieldId, renderFields } from "./forms.js";
 import { MaskPainter } from "./mask.js";
 
@@ -68,16 +68,6 @@ function extensionOf(url) {
     return m ? m[1].toLowerCase() : "png";
   } catch (_) {
     return "png";
-  }
-}
-
-async function readJson(response) {
-  const text = await response.text();
-  if (!text) return null;
-  try {
-    return JSON.parse(text);
-  } catch (_) {
-    return text;
   }
 }
 
@@ -300,7 +290,7 @@ export function mount(view, ctx) {
       let wait = delay;
       try {
         const r = await ctx.keyFetch(pollPath(opPath, generationId));
-        const body = await readJson(r);
+        const body = await readBody(r);
         if (r.status === 429) {
           const after = Number(r.headers.get("Retry-After"));
           wait = Number.isFinite(after) && after > 0 ? after * 1000 : POLL_MAX_MS;
@@ -392,7 +382,7 @@ export function mount(view, ctx) {
     tick();
     try {
       const r = await ctx.keyFetch(request.url, request.init);
-      const body = await readJson(r);
+      const body = await readBody(r);
       waiting = false;
       const secs = ((performance.now() - started) / 1000).toFixed(1);
       if (!r.ok) {
