@@ -200,7 +200,7 @@ def test_pages_and_static_files_with_their_headers(serve):
                  "/console/static/index.html/..", "/console/../config.py", "/console/static/./index.html",
                  "/console/static/" + "a/" * 150]:
         status, headers, body = raw_get(srv, path)
-        assert status == 404, (path, status)
+        assert status == (400 if "%00" in path else 404), (path, status)  # a NUL is refused before routing
         assert b"import" not in body and b"root:" not in body, path
         assert headers["x-content-type-options"] == "nosniff", path
 

@@ -17,12 +17,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from ..domain.errors import IdeohubError, PayloadTooLarge, RequestTimeout
+from ..domain.errors import IdeohubError, InvalidRequest, PayloadTooLarge, RequestTimeout
 from ..console.auth import precheck, sessions_of
 from .problems import error_response, in_dialect
 
@@ -30,6 +32,23 @@ ADMIN_PREFIX = "/admin"
 # what this middleware reads: the body's framing, and what the admin check needs (console.auth.precheck)
 _READ_HEADERS = (b"content-length", b"transfer-encoding", b"authorization", b"cookie", b"origin", b"host",
                  b"sec-fetch-site", b"x-csrf-token")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def control_character_in_url(path: str, query_string: bytes) -> str | None:
+    """Where the URL carries a control character (``path``, or the query parameter's name), or
+    None. No identifier, filter or URL we accept holds one, and PostgreSQL refuses a NUL in any
+    text: checked here, before routing, so no route can pass one on to the database."""
+    if _CONTROL.search(path):
+        return "path"
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if _CONTROL.search(name):
+            return "query"
+        if _CONTROL.search(value):
+            return name[:40]
+    return None
 
 
 def _too_large(cap: int) -> PayloadTooLarge:
@@ -65,6 +84,10 @@ class BodyLimitMiddleware:
             response = in_dialect(scope.get("state", {}), path, error_response(error), error.status, error.detail)
             await response(scope, receive, send_closing)
 
+        where = control_character_in_url(path, scope.get("query_string", b""))
+        if where is not None:
+            await refuse(InvalidRequest(where, "must not contain control characters (bytes 0x00-0x1F or 0x7F)"))
+            return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             state = getattr(getattr(scope.get("app"), "state", None), "ideohub", None)
             denial = precheck(settings, scope["method"], headers, scope.get("scheme", "http"),
