@@ -35,6 +35,8 @@ class RequestContextMiddleware:
                 overhead_ms = (time.perf_counter() - started - state.get("engine_seconds", 0.0) - queue_s) * 1000
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))  # every answer: no type sniffing
                 headers.append((b"x-ideohub-overhead-ms", f"{max(0.0, overhead_ms):.2f}".encode()))
                 if queue_s:
                     headers.append((b"x-ideohub-queue-ms", f"{queue_s * 1000:.2f}".encode()))
