@@ -328,7 +328,7 @@ def test_request_log_detail_stats_and_prices(start_server, fresh, backend, reque
     rows = {(r["operation"], r["tier"], r["character_reference"], r["upscale_factor"]): r for r in prices["rows"]}
     assert rows[("v3-generate", "TURBO", False, "X1")] | {} == {
         "operation": "v3-generate", "tier": "TURBO", "character_reference": False, "upscale_factor": "X1",
-        "usd": "0.04", "source": "override"}
+        "usd": "0.04", "by_group": {"default": "0.04", "vip": "0.02"}, "source": "override"}
     assert rows[("v3-generate", "QUALITY", False, "X1")]["source"] == "default"
     assert sum(r["source"] == "override" for r in prices["rows"]) == 1
 

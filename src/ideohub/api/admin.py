@@ -315,6 +315,7 @@ class PriceRow(BaseModel):
     character_reference: bool
     upscale_factor: str
     usd: str
+    by_group: dict[str, str] = Field(description="What an account of each price group pays per unit, as charged")
     source: Literal["default", "override"]
 
 

@@ -255,6 +255,14 @@ class PriceTable:
             raise PriceError(f"no price for {key}")
         return found
 
+    def in_group(self, base_micros: int, group: str) -> int:
+        """A unit price for an account of ``group``: the multiplier applied, rounded half up to
+        the micro-dollar (the one rule for charges, quotes and the console's price table)."""
+        multiplier = self.groups.get(group)
+        if multiplier is None:
+            raise PriceError(f"account group {group!r} is not configured")
+        return int((Decimal(base_micros) * multiplier).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
     def quote(self, request: CanonicalRequest, group: str = "default") -> Quote:
         key = key_for(request)
         base = self._lookup(key)
@@ -264,9 +272,6 @@ class PriceTable:
                                           "(an operator offers it with a price in [prices] and a channel that declares it)")
         if base is None:  # check_complete makes this unreachable for accepted requests
             raise PriceError(f"no price for {key}")
-        multiplier = self.groups.get(group)
-        if multiplier is None:
-            raise PriceError(f"account group {group!r} is not configured")
-        unit = int((Decimal(base) * multiplier).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        unit = self.in_group(base, group)
         units = 1 if request.operation in PER_INPUT else request.num_images
         return Quote(key, unit, units)

@@ -1,5 +1,5 @@
 """The effective price table: every row (list price, or the operator's override from the
-configuration) and the price groups with their multipliers."""
+configuration), what each price group pays for it, and the groups with their multipliers."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def price_view(table: PriceTable, overrides: dict[str, Any]) -> dict[str, Any]:
     overridden = override_keys(overrides)
     rows = [{"operation": key.operation.value, "tier": key.tier, "character_reference": key.character_reference,
              "upscale_factor": key.upscale_factor, "usd": micros_to_usd(micros),
+             "by_group": {group: micros_to_usd(table.in_group(micros, group)) for group in table.groups},
              "source": "override" if key in overridden else "default"}
             for key, micros in sorted(table.prices.items(),
                                       key=lambda kv: (_ORDER[kv[0].operation], kv[0].character_reference,

@@ -1128,13 +1128,16 @@ async function mountPrices(view, { op }) {
         ...(rows.some((r) => r.upscale_factor !== undefined)
           ? [{ label: "Upscale", value: (r) => r.upscale_factor ?? "" }] : []),
         { label: "Price", className: "num", value: (r) => fmtUsd(r.usd) },
+        ...groups.some(([name]) => name !== "default")
+          ? groups.map(([name]) => ({ label: `Group ${name}`, className: "num", value: (r) => fmtUsd((r.by_group || {})[name] ?? r.usd) }))
+          : [],
         { label: "Source", value: (r) => badge(r.source, r.source === "override" ? "info" : "muted") },
       ],
     }));
   };
   view.append(
     el("h2", null, "Groups"),
-    el("p", { class: "hint" }, "An account's group multiplies every price."),
+    el("p", { class: "hint" }, "An account's group multiplies every price (rounded half up to the micro-dollar, as charged)."),
     table({ id: "price-groups", caption: "Price groups", rows: groups, empty: "No groups.",
             columns: [{ label: "Group", value: ([name]) => name }, { label: "Multiplier", className: "num", value: ([, m]) => `× ${m}` }] }),
     el("h2", null, "Price table"),
