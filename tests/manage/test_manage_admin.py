@@ -6,9 +6,9 @@ what was charged, and the price table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import os
-import subprocess
-import sys
 from decimal import Decimal
 from typing import Any
 
@@ -28,8 +28,21 @@ def v3(n: int = 1, prompt: str = "a lighthouse") -> dict[str, Any]:
     return {"json": {"prompt": prompt, "rendering_speed": "TURBO", "num_images": n}}
 
 
-def cli(srv, *args: str) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDEOHUB_")}
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(srv, *args: str) -> CliResult:  # type: ignore[no-untyped-def]
+    """``ideohub ARGS`` over the server's data directory, in this process (Typer's runner: the
+    same command code as the installed script, without a second interpreter's start-up)."""
+    from typer.testing import CliRunner
+
+    from ideohub.cli import app
+
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("IDEOHUB_")}
     env["IDEOHUB_DATA_DIR"] = str(srv.settings.data_dir)
     if srv.settings.database_url:
         env["IDEOHUB_DATABASE_URL"] = srv.settings.database_url
@@ -37,8 +50,10 @@ def cli(srv, *args: str) -> subprocess.CompletedProcess:  # type: ignore[no-unty
         value = getattr(srv.settings, name)
         if value is not None:
             env[f"IDEOHUB_{name.upper()}"] = str(value)
-    return subprocess.run([sys.executable, "-m", "ideohub.cli", *args], check=False, capture_output=True,
-                          text=True, env=env, timeout=120)
+    result = CliRunner().invoke(app, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
 def problem(r: httpx.Response, status: int) -> str:
