@@ -34,36 +34,36 @@ safety, PNG encode) with simple timers, GFLOP/s for the routed model and CUNet, 
 ``--baseline-src DIR/src`` (e.g. ``git archive <commit> src | tar -x -C DIR``), the same request
 served by older code, alternated with the rest.
 
+The machine is shared: every timed run of B and D starts when other processes used at most 10 %
+of the machine over the last 0.5 s (waiting up to 30 s), and in D a run during which they used more
+(``/proc/stat`` minus this bench's own processes) is repeated, up to ``--quiet-tries`` times; D
+prints each run, the ratio of each HTTP run to the raw run beside it, the CPU seconds of both
+(process time of the raw run; the server's user + system time per request, all its threads) and
+the other processes' share during the kept runs.  ``--no-ref`` skips the forced other model in D.
+
 Run:  PYTHONPATH=src .venv/bin/python bench/upscale.py [--skip-4k] [--skip-http] [--size 1024] [--router [--fit]]
-      [--only-http] [--http-rounds 3] [--baseline-src DIR/src]
+      [--only-http] [--http-rounds 3] [--baseline-src DIR/src] [--no-ref] [--quiet-share 0.1] [--quiet-tries 4]
 
-RESULTS, D (``--only-http --skip-4k --http-rounds 3 --baseline-src <HEAD before issue 11 item 2>``,
-2 shared cores with other jobs running: the CUNet row's 0.93 shows the noise of one median)::
+RESULTS, issue 11's second round (2 cores shared with other helpers' test runs, load 1-10):
 
-    D. HTTP vs raw on a 1024x1024 photo-like image: "auto" routes it to waifu2x-photo-x2; waifu2x-cunet-x2 forced for reference (IDEOHUB_UPSCALE_MODEL)
-      in-process steps of the job (waifu2x-photo-x2):
-        decode                           0.030 s
-        route                            0.009 s
-        model (upscale_raw)              4.896 s
-        post-processing (50/50)          0.562 s
-        safety check                     0.047 s
-        PNG encode                       0.157 s
-        (PNG bytes)                       6.62 MB
-
-      medians of 3 alternated runs each (raw, http, http, raw, ...); GFLOP/s over one pass on the image (and on the tiles as computed, overlap included); fp32 peak 332 GFLOP/s
-      model                  raw s  HTTP s  HTTP/raw  GFLOP  GFLOP/s  (tiles)  % peak  RSS MB
-      waifu2x-photo-x2        4.93    5.79     1.173   1165    236.1    275.3    71.0     818   FAIL
-      waifu2x-photo-x2 baseline    4.93    7.80     1.581   1165    236.1    275.3    71.0       0   (the server from /tmp/h11/base/src, same raw)
-      waifu2x-cunet-x2       13.51   12.54     0.928   1648    122.0    134.9    36.7    1249   (ref)
-      target HTTP/raw <= 1.10 on the model "auto" picks (the download of the result, 0.05 s, is not counted)
-
-Other runs of the same code and machine: 2 rounds, PNG deflate on one thread: photo raw 4.18 s,
-HTTP 4.76 s (1.138), baseline 5.65 s (1.351); CUNet 11.31 / 12.55 s (1.109).  3 rounds: photo 4.42 /
-5.64 s (1.274), baseline 6.07 s (1.372); CUNet 11.31 / 11.79 s (1.043).  Final code, 2 rounds, with
-the 4096x4096 run: photo 5.06 / 5.93 s (1.173), CUNet 12.14 / 15.07 s (1.241); server peak RSS after
-4096x4096 -> 8192x8192 (93 s): 1738 MB (target <= 2048 MB: PASS).  The target HTTP/raw <= 1.10 is
-not met: the job adds ~0.55-0.75 s of post-processing, ~0.14 s of PNG encoding and ~0.04 s of
-decoding to a ~4.4-5 s model pass on 2 cores.
+A. held-out 105/108 = 97.2 % (photos 21/21, illustrations 84/87: colorwheel's three views); tune
+   113/114.
+B. photos: auto 33.70 / 0.921 = waifu2x-photo-x2 33.70 / 0.921 (every photo and the mosaic routed
+   to it; +0.000 dB: PASS); CUNet 33.81 / 0.921; Lanczos 31.61 / 0.896.  Time: auto runs the same
+   model plus the router (13 ms on the mosaic); under load the best-of-3 ratio read 1.22 (noise:
+   that run predates the quiet-start waits), in-process the router is 0.3 % of the pass.
+C. illustrations: auto 39.48 / 0.994 = CUNet 39.48 / 0.994 (all ten routed to CUNet, the logo too:
+   PASS); photo model 35.27 / 0.985; Lanczos 28.16 / 0.947.
+D. photo model, 1024x1024 -> 2048x2048, quiet-started alternated runs (``/tmp`` script with the
+   server's own step log, same method): raw 4.07 / 4.16 / 3.94 s, HTTP 4.44 / 4.24 / 4.12 s, paired
+   HTTP/raw 1.090 / 1.018 / 1.044; the server's steps: decode 0.025, route 0.012, model 3.7-4.4,
+   post-processing 0.18-0.26, safety + encode 0.12-0.15 s.  This bench (6 rounds, repeated runs
+   where other processes used > 10 %): raw 3.82-4.23 s when quiet, paired HTTP/raw 1.07-1.26
+   (median 1.23, the later pairs disturbed: other processes up to 42 % of the machine); CPU-time
+   ratio server/raw 1.04-1.18 over four runs.  Before this round (full-size back-projection,
+   Lanczos for the k_d jitter, normal-variate grain) post-processing took 0.56-0.75 s and HTTP/raw
+   read 1.14-1.27.  Overlapping post-processing and encoding with the model pass was measured and
+   rejected (it slows ncnn's two OpenMP threads on 2 cores by more than it saves).
 """
 
 from __future__ import annotations
@@ -128,6 +128,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes have spent busy since boot (``/proc/stat``, every core)."""
+    f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(share: float, window: float = 0.5, limit: float = 30.0) -> None:
+    """Wait (at most ``limit`` s) until other processes use at most ``share`` of the machine over
+    ``window`` seconds: the machine is shared, and a run beside another job measures that job."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        b0, m0 = machine_busy_s(), cpu_s(os.getpid())
+        time.sleep(window)
+        if (machine_busy_s() - b0 - (cpu_s(os.getpid()) - m0)) / (window * (os.cpu_count() or 1)) <= share:
+            return
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -243,11 +267,14 @@ def model_choice_tables(ups: dict[str, NcnnUpscaler], rounds: int) -> None:
     for up in ups.values():
         up.upscale_raw(mosaic[:64, :64])  # warm
     times: dict[str, list[float]] = {"auto": [], PHOTO: [], CUNET: []}
+    cpu: dict[str, list[float]] = {"auto": [], PHOTO: []}
     route_ms: list[float] = []
     chosen = ""
     for r in range(rounds):
         order = ["auto", PHOTO] if r % 2 == 0 else [PHOTO, "auto"]
         for label in order:
+            wait_quiet(0.10)  # the machine is shared: start each run in a quiet moment
+            c0 = time.process_time()
             t0 = time.perf_counter()
             if label == "auto":
                 t1 = time.perf_counter()
@@ -257,6 +284,7 @@ def model_choice_tables(ups: dict[str, NcnnUpscaler], rounds: int) -> None:
             else:
                 ups[label].upscale_raw(mosaic)
             times[label].append(time.perf_counter() - t0)
+            cpu[label].append(time.process_time() - c0)
     t0 = time.perf_counter()
     ups[CUNET].upscale_raw(mosaic)
     times[CUNET].append(time.perf_counter() - t0)
@@ -289,6 +317,12 @@ def model_choice_tables(ups: dict[str, NcnnUpscaler], rounds: int) -> None:
     ratio = best["auto"] / best[PHOTO]
     dp = mean["auto"][0] - mean[PHOTO][0]
     print(f"  router: {np.median(route_ms):.1f} ms on the mosaic (included in auto's time)")
+    pair = [a / p for a, p in zip(times["auto"], times[PHOTO])]
+    print(f"  runs (s): auto {' '.join(f'{v:.2f}' for v in times['auto'])}, photo "
+          f"{' '.join(f'{v:.2f}' for v in times[PHOTO])}; paired auto/photo {' '.join(f'{v:.3f}' for v in pair)} "
+          f"(median {np.median(pair):.3f}); CPU s auto {np.median(cpu['auto']):.2f}, photo "
+          f"{np.median(cpu[PHOTO]):.2f} (ratio {np.median(cpu['auto']) / np.median(cpu[PHOTO]):.3f}); "
+          f"load {os.getloadavg()[0]:.1f}")
     print(f"  target auto time <= 1.10 x photo: {ratio:.3f} {'PASS' if ratio <= 1.10 else 'FAIL'};  "
           f"target auto PSNR >= photo - 0.05 dB: {dp:+.3f} dB {'PASS' if dp >= -0.05 else 'FAIL'}")
 
@@ -319,6 +353,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternated timing rounds per model in B")
     ap.add_argument("--http-rounds", type=int, default=2, help="alternated raw/HTTP rounds per model in D")
     ap.add_argument("--only-http", action="store_true", help="skip B and C (A is quick)")
+    ap.add_argument("--quiet-share", type=float, default=0.10,
+                    help="D: repeat a run during which other processes used more than this share of the machine")
+    ap.add_argument("--quiet-tries", type=int, default=4, help="D: at most this many tries per run")
+    ap.add_argument("--no-ref", action="store_true", help="D: only the model \"auto\" picks (no forced reference)")
     ap.add_argument("--baseline-src", help="D: also time a server run from this src/ folder (e.g. `git archive "
                                            "<old commit> src | tar -x -C DIR` -> DIR/src), alternated with the rest")
     args = ap.parse_args()
@@ -394,7 +432,7 @@ def http_section(args, peak: float) -> None:
     img = test_image(args.size)
     png = encode(img)
     auto_model = router.route(img)
-    models = [auto_model] + [m for m in (PHOTO, CUNET) if m != auto_model]
+    models = [auto_model] + ([] if args.no_ref else [m for m in (PHOTO, CUNET) if m != auto_model])
     print(f"\nD. HTTP vs raw on a {args.size}x{args.size} photo-like image: \"auto\" routes it to {auto_model}; "
           f"{', '.join(models[1:])} forced for reference (IDEOHUB_UPSCALE_MODEL)")
     up = NcnnUpscaler(auto_model, tile=TILE)
@@ -426,16 +464,39 @@ def http_section(args, peak: float) -> None:
                     for c, k in clients.values():
                         upscale_http(c, k, encode(img[:64, :64]), "warm.png")  # loads the model
                     raw_t: list[float] = []
+                    raw_cpu: list[float] = []
                     http_t: dict[str, list[float]] = {k: [] for k in clients}
+                    http_cpu: list[float] = []
                     labels = ["raw", *clients]
+                    others: list[float] = []
+                    retried = 0
+                    ours = [os.getpid(), proc.pid] + ([base[0].pid] if base else [])  # this bench's processes
+                    mine = lambda: sum(cpu_s(p) for p in ours)  # noqa: E731
                     for r in range(args.http_rounds):  # raw, http, http, raw, ...
                         for which in (labels if r % 2 == 0 else labels[::-1]):
+                            for attempt in range(args.quiet_tries):  # repeat a run other processes disturbed
+                                wait_quiet(args.quiet_share)
+                                busy0, mine0 = machine_busy_s(), mine()
+                                if which == "raw":
+                                    c0, t0 = time.process_time(), time.perf_counter()
+                                    up.upscale_raw(img)
+                                    t_run, c_run = time.perf_counter() - t0, time.process_time() - c0
+                                else:
+                                    c0 = cpu_s(proc.pid)
+                                    t_run, body = upscale_http(*clients[which], png, "bench.png")
+                                    c_run = cpu_s(proc.pid) - c0
+                                share = (machine_busy_s() - busy0 - (mine() - mine0)) / (t_run * (os.cpu_count() or 1))
+                                if share <= args.quiet_share or attempt == args.quiet_tries - 1:
+                                    break
+                                retried += 1
+                            others.append(max(0.0, share))
                             if which == "raw":
-                                t0 = time.perf_counter()
-                                up.upscale_raw(img)
-                                raw_t.append(time.perf_counter() - t0)
+                                raw_t.append(t_run)
+                                raw_cpu.append(c_run)
                             else:
-                                t_http, body = upscale_http(*clients[which], png, "bench.png")
+                                t_http = t_run
+                                if which == "http":
+                                    http_cpu.append(c_run)
                                 assert body["data"][0]["upscaled_resolution"] == f"{args.size * 2}x{args.size * 2}"
                                 http_t[which].append(t_http)
                                 if which == "http":
@@ -448,6 +509,14 @@ def http_section(args, peak: float) -> None:
                     fl_tiles = tiles_flops(up, args.size, args.size)
                     rows.append((model, float(np.median(raw_t)), float(np.median(http_t["http"])), fl_img, fl_tiles,
                                  download_s, rss_1k))
+                    pair = [h / r for h, r in zip(http_t["http"], raw_t)]  # each HTTP run over the raw run beside it
+                    print(f"  {model}: raw s {' '.join(f'{v:.2f}' for v in raw_t)}; HTTP s "
+                          f"{' '.join(f'{v:.2f}' for v in http_t['http'])}; paired HTTP/raw "
+                          f"{' '.join(f'{v:.3f}' for v in pair)} (median {np.median(pair):.3f}); CPU s raw "
+                          f"{np.median(raw_cpu):.2f}, server per request {np.median(http_cpu):.2f} "
+                          f"(ratio {np.median(http_cpu) / np.median(raw_cpu):.3f}); other processes' share of the "
+                          f"machine during the kept runs: median {100 * np.median(others):.1f} %, max "
+                          f"{100 * max(others):.1f} % ({retried} disturbed runs repeated)", flush=True)
                     if "baseline" in http_t:
                         rows.append((model + " baseline", rows[-1][1], float(np.median(http_t["baseline"])), fl_img,
                                      fl_tiles, download_s, 0.0))

@@ -19,25 +19,26 @@ Targets (issue 11, item 3), means over the four photos with waifu2x-cunet-x2:
 Run:  PYTHONPATH=src python bench/upscale_controls.py [--threads 2] [--models ...]
       (~1-2 min on 2 busy cores; needs ``pip install scikit-image``)
 
-RESULTS (2 shared cores of an AMD EPYC, ncnn 1.0.20261020 CPU, Pillow 13, numpy 2.4,
-scikit-image 0.26; means over the 4 photos, PSNR dB / SSIM / consist. dB):
+RESULTS (2 shared cores of an AMD EPYC, loaded by other jobs, ncnn 1.0.20261020 CPU, Pillow 13,
+numpy 2.4, scikit-image 0.26; means over the 4 photos, PSNR dB / SSIM / consist. dB), after
+issue 11's second round (back-projection on the input grid, binomial grain, no k_d jitter)::
 
     setting (res/det)       waifu2x-cunet-x2               waifu2x-photo-x2
     lanczos                 31.61 0.8962  42.6             31.61 0.8962  42.6
     raw model               33.81 0.9206  49.1             33.70 0.9205  48.7
-    1/50                    33.74 0.9183  48.7             33.63 0.9181  48.4
-    50/50 (default)         33.89 0.9221  53.5             33.78 0.9210  53.3
-    100/1                   33.01 0.9166  60.0             32.96 0.9157  60.0
-    100/50                  33.94 0.9239  63.8             33.83 0.9225  63.0
-    50/100                  33.47 0.9183  52.9             33.46 0.9189  52.1
-    1/100                   33.32 0.9146  48.2             33.30 0.9169  47.1
+    1/50                    33.76 0.9182  48.9             33.66 0.9182  48.8
+    50/50 (default)         33.90 0.9221  53.6             33.79 0.9210  53.4
+    100/1                   33.03 0.9167  60.1             32.98 0.9158  60.1
+    100/50                  33.94 0.9239  63.9             33.84 0.9225  63.0
+    50/100                  33.39 0.9176  52.7             33.39 0.9184  51.9
+    1/100                   33.23 0.9138  47.9             33.22 0.9164  46.8
 
-    targets (cunet): 100/1 >= lanczos + 1.0 dB: 33.01 >= 32.61 met (+1.40 dB);
-                     50/50 >= 33.6 dB / 0.913: 33.89 / 0.9221 met
-    (before this change: 100/1 scored 29.61 / 0.8478, 50/50 33.55 / 0.9118)
-    post-processing at 50/50: 0.14-0.16 s per output megapixel here; side by side on a
-    2048x2048 output 0.20 s/MP against 0.17-0.19 for the previous controls
-    whole run: 17 s (model passes 6.8 s cunet, 2.3 s photo for 1.51 output MP)
+    targets (cunet): 100/1 >= lanczos + 1.0 dB: 33.03 >= 32.61 met (+1.42 dB);
+                     50/50 >= 33.6 dB / 0.913: 33.90 / 0.9221 met
+    (the first round's controls: 50/50 33.89 / 0.9221, 100/1 33.01 / 0.9166, 50/100 33.47;
+    before issue 11: 100/1 29.61 / 0.8478, 50/50 33.55 / 0.9118)
+    post-processing at 50/50: 0.15 s per output megapixel with the photo model (the printed
+    figure includes the cached model lookup; noisy here)
 
 Reading: back-projection (resemblance 100) adds ~0.13-0.17 dB to the model output and
 makes the downscaled output equal the input to ~60-64 dB (RMS ~0.2 level, the uint8

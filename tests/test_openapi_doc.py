@@ -4,8 +4,9 @@ responses and auth schemes — the legacy and 3.0 endpoints from the original do
 and /v2 endpoints from the October-2026 extract, with ``dry_run`` (Ideogram's on /v2, ours
 elsewhere), /v2's ``GenerationErrorResponse`` on 402 and 429 and its images' ``asset_id`` — and
 the generation routes (polling, the webhook keys, the task dialect) with the official July-2026
-schemas or our own, marked as extensions; real answers of a running server validate against
-what it publishes; ``/docs`` loads only assets we serve ourselves (works offline); the official
+schemas or our own, marked as extensions; the key holders' account API (``/v2/account/*``, by the
+API key) with Ideogram's usage and key-list shapes, extended; real answers of a running server
+validate against what it publishes; ``/docs`` loads only assets we serve ourselves (works offline); the official
 specs the tests use are vendored in the package and pinned."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,13 @@ import httpx
 import jsonschema
 import pytest
 from conftest import Running, ThreadedServer, free_port
+from conftest import sim_channel as channel
 from generations.support import PNG, Gate, new_key, poll_until
-from openapi import PINNED_SHA256, document, nullable_to_jsonschema
+from openapi import PINNED_SHA256, _validator, document, nullable_to_jsonschema
 from openapi_spec_validator import validate as validate_openapi
 
 from ideohub import spec
-from ideohub.api import generations, jwks, tasks
+from ideohub.api import account, generations, jwks, tasks
 from ideohub.api.app import create_app
 from ideohub.api.dialects import ENDPOINTS, SPEC_ENDPOINTS, all_paths
 from ideohub.api.openapi import OURS, RESOLVED_CLASHES, _copy_components
@@ -44,7 +47,21 @@ V3 = "/v1/ideogram-v3/generate"
 CALLBACK = "http://127.0.0.1:9/callback"  # allowed by webhook_allowed_hosts; never answered
 ID_PATTERN = "^[A-Za-z0-9_-]{22}$"
 MID_2026_NAMES = {"GenerationResponse", "ImageGenerationObject", "WebhookSigningJwks", "WebhookSigningJwk",
-                  "AsyncImageGenerationResponseV4", "WebhookUrl"}
+                  "AsyncImageGenerationResponseV4", "WebhookUrl",
+                  # the account API's: July's key list (its ApiProfileApiKey has `label`), price, tool type
+                  "GetApiKeysV2Response", "ApiProfileApiKey", "ApiKeyStatus", "Price", "ToolType"}
+ACCOUNT = {  # path → (operationId, 200 schema, the query parameters and their bounds)
+    "/v2/account/balance": ("get_account_balance", "AccountBalance", {}),
+    "/v2/account/api-keys": ("list_account_api_keys", "AccountApiKeysResponse", {}),
+    "/v2/account/usage": ("get_account_usage", "AccountUsageResponse", {
+        "segment_by": {"enum": ["DAY", "HOUR"]}, "days": {"minimum": 1, "maximum": 366}}),
+    "/v2/account/requests": ("list_account_requests", "AccountRequestPage", {
+        "key_id": {}, "operation": {}, "state": {"enum": ["received", "queued", "running", "done", "failed"]},
+        "since": {"format": "date-time"}, "until": {"format": "date-time"}, "limit": {"minimum": 1, "maximum": 200},
+        "before": {}}),
+    "/v2/account/requests/{request_id}": ("get_account_request", "AccountRequestDetail", {}),
+}
+ADMIN_TOKEN = "admin-token-" + "d" * 32
 V2 = "/v2/image/generate/ideogram-4"
 V4 = "/v1/ideogram-v4/generate"
 REF = "#/components/schemas/"
@@ -103,6 +120,31 @@ def response_validator(doc: dict[str, Any], path: str, method: str, status: int)
     """A validator for the JSON body our document publishes for one answer."""
     schema = doc["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
     return jsonschema.Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def undeclared(doc: dict[str, Any], schema: Any, body: Any, at: str = "$") -> list[str]:
+    """The fields of ``body`` that ``schema`` does not declare (through ``$ref``, ``allOf``,
+    ``anyOf``, ``oneOf``): an answer may carry nothing the document leaves out. An object schema
+    with no ``properties`` at all is free-form."""
+    def flat(s: Any) -> list[dict[str, Any]]:
+        if not isinstance(s, dict):
+            return []
+        s = resolve(doc, s)
+        return [s] + [x for key in ("allOf", "anyOf", "oneOf") for branch in s.get(key, []) for x in flat(branch)]
+
+    schemas = flat(schema)
+    out: list[str] = []
+    if isinstance(body, dict) and any("properties" in s for s in schemas):
+        for field, value in body.items():
+            found = [s["properties"][field] for s in schemas if field in s.get("properties", {})]
+            if not found:
+                out.append(f"{at}.{field}")
+            out += undeclared(doc, {"allOf": found}, value, f"{at}.{field}")  # every schema found applies
+    elif isinstance(body, list):
+        items = [s["items"] for s in schemas if "items" in s]
+        for i, value in enumerate(body):
+            out += undeclared(doc, {"allOf": items}, value, f"{at}[{i}]")
+    return sorted(set(out))
 
 
 def refs(node: Any) -> set[str]:
@@ -480,6 +522,172 @@ def test_the_generation_routes_are_documented_on_their_official_paths(doc) -> No
         assert not query.is_valid(bad), bad
     for name in ("TaskObject", "TaskResult", "TaskEnvelope", "TaskListEnvelope", "TaskError", "TaskQueryRequest"):
         assert doc["components"]["schemas"][name]["x-ideohub-extension"] is True, name
+
+
+def test_the_account_routes_are_documented_on_their_v2_account_paths(doc) -> None:  # type: ignore[no-untyped-def]
+    both = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
+    assert {p for p in doc["paths"] if "/account/" in p and not p.startswith("/admin")} == set(ACCOUNT)
+    schemes = doc["components"]["securitySchemes"]  # the API key in a header; never a cookie
+    assert schemes["ApiKeyAuth"]["in"] == "header" and schemes["BearerAuth"]["type"] == "http"
+    for path, (operation_id, schema, bounds) in ACCOUNT.items():
+        assert set(doc["paths"][path]) == {"get"}, path
+        op = doc["paths"][path]["get"]
+        assert op["operationId"] == operation_id and op["tags"] == ["account"], path
+        assert op["security"] == both and op["x-ideohub-extension"] is True, path
+        alias = "/ideogram" + path
+        assert alias not in doc["paths"] and f"Also answers on `{alias}` (relay dialects)." in op["description"]
+        assert "{}" not in repr(op) and "422" not in op["responses"], path
+        ok = op["responses"]["200"]
+        assert ok["content"]["application/json"]["schema"] == {"$ref": REF + schema}, path
+        assert "Cache-Control" in ok["headers"]
+        params = {p["name"]: p for p in op.get("parameters", [])}
+        assert {n for n, p in params.items() if p["in"] == "query"} == set(bounds), path
+        for name, expected in bounds.items():
+            assert params[name]["required"] is False and params[name]["schema"] == \
+                {**params[name]["schema"], **expected}, (path, name)
+        expected_errors = {"401", "429"} | ({"400"} if bounds else set()) | ({"404"} if "{request_id}" in path
+                                                                            else set())
+        assert set(op["responses"]) == {"200"} | expected_errors, path
+        for status in expected_errors - {"429"}:
+            assert op["responses"][status]["content"]["application/json"]["schema"] == {"$ref": REF + "Problem"}
+        # a /v2 path: its 429 is Ideogram's /v2 refusal, as the server answers it
+        assert op["responses"]["429"]["content"]["application/json"]["schema"] == \
+            {"$ref": REF + "GenerationErrorResponse"}
+        assert "Retry-After" in op["responses"]["429"]["headers"]
+        assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
+    assert doc["paths"]["/v2/account/requests"]["get"]["parameters"][1]["schema"]["enum"] == \
+        [op.value for op in Operation]
+    (param,) = doc["paths"]["/v2/account/requests/{request_id}"]["get"]["parameters"]
+    assert param["name"] == "request_id" and param["in"] == "path" and param["required"] is True
+    assert any(t["name"] == "account" for t in doc["tags"])
+    # every account route (both prefixes) is either listed or named by a listed one
+    described = repr(doc["paths"])
+    for prefix in account.PREFIXES:
+        for suffix, _handler in account.ROUTES:
+            assert f"'{prefix + suffix}'" in described or f"`{prefix + suffix}`" in described, prefix + suffix
+
+    # the shapes extend Ideogram's (July 2026): the key list is its GetApiKeysV2Response
+    schemas = doc["components"]["schemas"]
+    assert {"$ref": REF + "GetApiKeysV2Response"} in schemas["AccountApiKeysResponse"]["allOf"]
+    assert {"$ref": REF + "ApiProfileApiKey"} in schemas["AccountApiKey"]["allOf"]
+    assert "label" in schemas["ApiProfileApiKey"]["properties"]
+    tool = schemas["AccountToolUsage"]["properties"]
+    assert tool["amount"] == {"$ref": REF + "Price"} and tool["tool_type"] == {"$ref": REF + "ToolType"}
+    usage = component_validator(doc, REF + "AccountUsageResponse")
+    segment = {"segment_start": "2026-01-01T00:00:00+00:00", "segment_end": "2026-01-01T23:59:59+00:00",
+               "tool_usage": [{"full_tool_name": "v3-generate TURBO", "tool_type": "GENERATE",
+                               "model_version": "TURBO", "amount": {"amount": 2.5, "currency_code": "USD"},
+                               "amount_usd": "0.025", "api_key_id": "k", "images": 1, "requests": 1}]}
+    assert usage.is_valid({"usage_segments": [segment]})
+    for bad in ({}, {"usage_segments": [{**segment, "tool_usage": [{"tool_type": "PAINT"}]}]},
+                {"usage_segments": [{"segment_start": "x"}]}):
+        assert not usage.is_valid(bad), bad
+    balance = component_validator(doc, REF + "AccountBalance")
+    good = {"account_id": "a", "name": "n", "balance_usd": "-0.5", "unlimited": False, "currency_code": "USD"}
+    assert balance.is_valid(good)
+    for bad in ({**good, "balance_usd": "1e3"}, {**good, "currency_code": "EUR"}, {"account_id": "a"}):
+        assert not balance.is_valid(bad), bad
+
+
+def test_real_account_answers_validate_against_what_we_publish(start_server, fresh, doc) -> None:  # type: ignore
+    """The key holders' answers from a running server (a relay to the simulated upstream, a funded
+    account with a live key, a revoked one and an expired one) against the published document —
+    every field declared, every date-time a date-time — and, independently, the api-keys answer
+    against Ideogram's own GetApiKeysV2Response and the usage answer against its
+    GetUsageInfoResponse (but for ``model_version``: ours is the price tier, not its enum)."""
+    srv = start_server("config", engine_config={"*": "relay"}, channels=[channel("up", fresh[0])],
+                       admin_token=ADMIN_TOKEN, poll_limit=60, poll_window_s=60)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    acct = srv.client.post("/admin/accounts", headers=admin, json={"name": "docs"}).json()["id"]
+    assert srv.client.post(f"/admin/accounts/{acct}/topup", headers=admin, json={"usd": "1"}).status_code == 200
+    one = srv.client.post("/admin/keys", headers=admin, json={
+        "account_id": acct, "name": "one", "rpm": 60, "spend_cap_usd": "0.5", "allowed_operations": ["v3-generate",
+                                                                                                     "generate"],
+        "expires_at": "2099-01-01T00:00:00Z"}).json()
+    two = srv.client.post("/admin/keys", headers=admin, json={"account_id": acct, "name": "two"}).json()
+    srv.client.post("/admin/keys", headers=admin, json={"account_id": acct, "expires_at": "2000-01-01T00:00:00Z"})
+    key = {"Api-Key": one["key"]}
+    fields = {"prompt": "a lighthouse at dusk", "rendering_speed": "TURBO", "num_images": 2}
+    assert srv.client.post(V3, headers=key, json=fields).status_code == 200
+    legacy = srv.client.post("/generate", headers={"Api-Key": two["key"]},
+                             json={"image_request": {"prompt": "a cat", "model": "V_2"}})
+    assert legacy.status_code == 200, legacy.text
+    acknowledged = srv.client.post(V3 + "?async=true", headers=key, json=fields)
+    assert acknowledged.status_code == 200, acknowledged.text
+    srv.key = one["key"]
+    poll_until(srv, acknowledged.json()["generation_id"], "completed")
+    assert srv.client.post(V3, headers=key, json={**fields, "num_images": 9}).status_code == 400
+    assert srv.client.delete(f"/admin/keys/{two['id']}", headers=admin).status_code == 204
+
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+
+    def published(path: str, url: str, style: str = "api-key", **kw: Any) -> Any:
+        auth = key if style == "api-key" else {"Authorization": f"Bearer {one['key']}"}
+        r = srv.client.get(url, headers={**auth, **kw.pop("headers", {})}, **kw)
+        body = check_answer(doc, r, path, "get")
+        schema = doc["paths"][path]["get"]["responses"][str(r.status_code)]["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator({**schema, "components": doc["components"]},
+                                        format_checker=checker).validate(body)
+        assert undeclared(doc, schema, body) == [], (url, undeclared(doc, schema, body))
+        return body
+
+    for prefix in account.PREFIXES:  # the alias answers what the listed path documents
+        balance = published("/v2/account/balance", prefix + "/balance", style="bearer")
+        assert balance["account_id"] == acct and balance["unlimited"] is False
+    keys = published("/v2/account/api-keys", "/v2/account/api-keys")
+    assert {k["status"] for k in keys["api_keys"]} == {"ACTIVE", "DISABLED"} and len(keys["api_keys"]) == 3
+    mine = next(k for k in keys["api_keys"] if k["current"])
+    assert mine["limits"]["allowed_operations"] == ["v3-generate", "generate"] and mine["limits"]["expires_at"]
+    _validator(spec.MID_2026, "GetApiKeysV2Response").validate(keys)  # Ideogram's own schema
+
+    ideogram_usage = _validator(spec.MID_2026, "GetUsageInfoResponse")
+    for segment_by, days in (("DAY", "2"), ("HOUR", "1"), ("hour", "366")):
+        usage = published("/v2/account/usage", "/v2/account/usage", params={"segment_by": segment_by, "days": days})
+        tools = [t for s in usage["usage_segments"] for t in s["tool_usage"]]
+        assert {t["tool_type"] for t in tools} == {"GENERATE"} and {t["model_version"] for t in tools} >= {"TURBO"}
+        assert all(Decimal(t["amount_usd"]) * 100 == Decimal(str(t["amount"]["amount"])) for t in tools)  # exact
+        ideogram_usage.validate({"usage_segments": [
+            {**s, "tool_usage": [{k: v for k, v in t.items() if k != "model_version"} for t in s["tool_usage"]]}
+            for s in usage["usage_segments"]]})
+
+    log = published("/v2/account/requests", "/v2/account/requests")
+    assert len(log["items"]) >= 3 and log["next_before"] is None
+    assert {i["mode"] for i in log["items"]} >= {"sync", "async"}
+    assert {i["state"] for i in log["items"]} >= {"done"}
+    page = published("/v2/account/requests", "/v2/account/requests", params={"limit": "1", "state": "done",
+                                                                             "operation": "v3-generate"})
+    assert len(page["items"]) == 1 and page["next_before"]
+    published("/v2/account/requests", "/v2/account/requests", params={"before": page["next_before"],
+                                                                     "since": "2000-01-01T00:00:00Z"})
+    for item in log["items"]:
+        detail = published("/v2/account/requests/{request_id}", f"/v2/account/requests/{item['id']}")
+        assert detail["id"] == item["id"] and isinstance(detail["images"], list)
+    assert any(i["url"] for item in log["items"] for i in
+               srv.client.get(f"/v2/account/requests/{item['id']}", headers=key).json()["images"])
+
+    # the errors: each a documented problem
+    for path, url, params, status in (
+            ("/v2/account/usage", "/v2/account/usage", {"days": "0"}, 400),
+            ("/v2/account/usage", "/v2/account/usage", {"segment_by": "WEEK"}, 400),
+            ("/v2/account/requests", "/v2/account/requests", {"limit": "201"}, 400),
+            ("/v2/account/requests", "/v2/account/requests", {"channel": "up"}, 400),
+            ("/v2/account/requests/{request_id}", "/v2/account/requests/req_unknown", {}, 404)):
+        r = srv.client.get(url, headers=key, params=params)
+        assert r.status_code == status, (url, params, r.text)
+        published(path, url, params=params)
+    for path in ACCOUNT:
+        url = path.replace("{request_id}", log["items"][0]["id"])
+        for headers in ({}, {"Api-Key": two["key"]}, {"Cookie": f"ideohub_console=x; api_key={one['key']}"}):
+            r = srv.client.get(url, headers=headers)
+            assert r.status_code == 401 and "www-authenticate" in r.headers, (url, headers)
+            check_answer(doc, r, path, "get")
+    # the account's polling limit: 429 with Retry-After
+    for _ in range(61):
+        r = srv.client.get("/v2/account/balance", headers=key)
+        if r.status_code == 429:
+            break
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert check_answer(doc, r, "/v2/account/balance", "get")["reject_reason"] == "inflight_limit"
 
 
 def test_the_admin_generation_route_is_documented_with_the_admin_token(doc) -> None:  # type: ignore[no-untyped-def]

@@ -70,6 +70,22 @@ def test_cost_is_bounded_by_the_thumbnail(monkeypatch):
     assert max(seen[0][:2]) <= R.THUMB
 
 
+def test_colour_set_by_brightness_goes_to_cunet():
+    """The ``cres`` veto: a two-colour rendering of a photograph's texture is an illustration even
+    where the regression calls it a photo; grey images give no evidence (1.0); photographs do not
+    trip it."""
+    import skimage.data as d
+
+    lum = np.asarray(Image.fromarray(d.camera()).resize((256, 256)), np.float32)[..., None] / 255.0
+    dark, light = np.array([30, 90, 20], np.float32), np.array([250, 150, 60], np.float32)
+    duo = (dark + (light - dark) * lum).astype(np.uint8)  # the camera man in green-to-orange
+    r = R.classify(duo)
+    assert r.features["cres"] < R.CRES_MAX and r.model == R.ILLUSTRATION_MODEL, r
+    assert R.features(np.repeat((lum * 255).astype(np.uint8), 3, axis=2))["cres"] == 1.0
+    for name in ("astronaut", "coffee", "chelsea"):
+        assert R.features(getattr(d, name)())["cres"] > 2 * R.CRES_MAX, name
+
+
 def test_odd_inputs():
     for img in (np.zeros((1, 1, 3), np.uint8), np.zeros((5, 300), np.uint8), np.zeros((40, 40, 4), np.uint8)):
         assert R.route(img) in (R.PHOTO_MODEL, R.ILLUSTRATION_MODEL)

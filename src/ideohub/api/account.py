@@ -7,8 +7,8 @@ a revoked or expired key is a 401) and never by a cookie: a browser's ambient cr
 nothing here. The reads share the account's polling limit (``poll_limit`` per ``poll_window_s``).
 Every answer is confined to the key's account (another account's request is a 404,
 like an unknown one) and carries no secret: keys by id and prefix, no channels or upstream
-details. Answered on ``/v2/account/*`` and ``/ideogram/v2/account/*``; not in ``/openapi.json``
-(which documents Ideogram's image API and the operator's admin API)."""
+details. Answered on ``/v2/account/*`` and ``/ideogram/v2/account/*``; ``/openapi.json`` lists the
+``/v2/account`` paths (tag ``account``) and names the ``/ideogram`` ones in their descriptions."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from .generations import admit_poll
 router = APIRouter()
 PREFIXES = ("/v2/account", "/ideogram/v2/account")
 MAX_DAYS = 366
+DEFAULT_DAYS = 30
 NO_STORE = {"Cache-Control": "no-store"}
 _TOOL_TYPES = {"generate": "GENERATE", "remix": "REMIX", "edit": "EDIT", "inpaint": "EDIT", "reframe": "EDIT",
                "replace-background": "EDIT", "upscale": "UPSCALE", "describe": "DESCRIBE"}
@@ -100,7 +101,7 @@ def _segment_by(value: str | None) -> str:
 
 def _days(value: str | None) -> int:
     if value is None or value == "":
-        return 30
+        return DEFAULT_DAYS
     text = value.strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 4 or not 1 <= int(text) <= MAX_DAYS:
         raise InvalidRequest("days", f"must be an integer from 1 to {MAX_DAYS}")
@@ -144,8 +145,11 @@ async def request_detail(request: Request, request_id: str) -> Any:
     return _respond(await Manager.of_state(state).requests.detail(request_id, account_id=account_id, operator=False))
 
 
+ROUTES = (("/balance", balance), ("/api-keys", api_keys), ("/usage", usage), ("/requests", requests_log),
+          ("/requests/{request_id}", request_detail))
+DOCUMENTED_PATHS = tuple(PREFIXES[0] + _path for _path, _handler in ROUTES)  # /openapi.json names the aliases
+
 for _prefix in PREFIXES:
-    for _path, _handler in (("/balance", balance), ("/api-keys", api_keys), ("/usage", usage),
-                            ("/requests", requests_log), ("/requests/{request_id}", request_detail)):
-        router.add_api_route(_prefix + _path, _handler, methods=["GET"], include_in_schema=False,
+    for _path, _handler in ROUTES:
+        router.add_api_route(_prefix + _path, _handler, methods=["GET"], include_in_schema=_prefix == PREFIXES[0],
                              name=f"account{_path}:{_prefix}")

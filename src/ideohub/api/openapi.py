@@ -14,8 +14,9 @@ would differ from one already in the document stops the build instead of replaci
 October extract left descriptions and examples out, so for it "differ" ignores those keys; a
 real difference is resolved by name in ``RESOLVED_CLASHES``). What Ideogram does not have (async
 and idempotency on most endpoints, ``dry_run`` before /v2, /v2's ``asset_id``, the task dialect)
-is marked ``x-ideohub-extension: true``. Relay alias paths stay out of the paths list and are
-named in the descriptions. Swagger UI's assets come from the ``swagger_ui_bundle`` package and
+is marked ``x-ideohub-extension: true``, and so is the key holders' own API (``/v2/account/*``, tag
+``account``), whose answers extend Ideogram's July-2026 usage and key-list shapes. Relay alias
+paths stay out of the paths list and are named in the descriptions. Swagger UI's assets come from the ``swagger_ui_bundle`` package and
 are served by us, so ``/docs`` needs no network.
 """
 
@@ -34,9 +35,11 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from .. import spec
 from ..domain.errors import NotFound
 from ..domain.generations import GENERATION_ID, FailureReason
-from ..domain.operations import Family
+from ..domain.operations import Family, Operation
+from ..manage.requests import DEFAULT_LIMIT, MAX_LIMIT
 from ..notify.payloads import TASK_FAILED, TASK_PROCESSING, TASK_SUBMITTED, TASK_SUCCEED
-from . import generations, jwks, tasks
+from ..store.usage import REQUEST_STATES
+from . import account, generations, jwks, tasks
 from .assets import ASSET_FIELDS
 from .dialects import ENDPOINTS, SPEC_ENDPOINTS, Endpoint, all_paths
 
@@ -98,6 +101,188 @@ def _envelope(title: str, description: str, data: dict[str, Any], *, code: dict[
             "message": message or {"type": "string", "const": tasks.SUCCEED},
             "request_id": {"type": "string", "description": "This request's id (also in `X-Request-Id`)."},
             "data": data,
+        },
+    }
+
+
+# ---------------------------------------------------------------- the key holders' account API
+
+_USD = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,6})?$", "example": "1.25",
+        "description": "US dollars as a decimal string (at most 6 decimals, no exponent)."}
+_TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC."}
+
+
+def _nullable(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """``schema`` or ``null`` (OpenAPI 3.1), with its own description."""
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    out = {**schema, "type": [*types, "null"], "description": description}
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    return out
+
+
+def _account_request_fields() -> dict[str, Any]:
+    """A log item's fields (``manage.requests.request_item`` for a key holder: no channel or engine)."""
+    return {
+        "id": {"type": "string", "maxLength": 40, "description": "The request's id (`request_id`)."},
+        "generation_id": {"anyOf": [_ref("GenerationId"), {"type": "null"}],
+                          "description": "Its generation (pollable at `/v1/generations/{generation_id}`); `null` "
+                                         "for requests refused before admission."},
+        "account_id": {"type": "string", "description": "The caller's account."},
+        "key_id": _nullable({"type": "string"}, "The key that made the request."),
+        "operation": {"type": "string", "example": "v3-generate", "description": "The operation's name."},
+        "state": {"type": "string", "enum": list(REQUEST_STATES),
+                  "description": "`received`, `queued`, `running`, then `done` or `failed` (refusals too)."},
+        "status_code": _nullable({"type": "integer", "minimum": 100, "maximum": 599},
+                                 "The HTTP status answered; `null` while unfinished."),
+        "mode": _nullable({"type": "string", "enum": ["sync", "async"]}, "How it was called."),
+        "price_usd": {**_USD, "description": "What was charged (US dollars, decimal string)."},
+        "latency_ms": _nullable({"type": "number", "minimum": 0}, "Time to the answer, in milliseconds."),
+        "created_at": _TIME,
+        "finished_at": _nullable(_TIME, "When it finished; `null` while unfinished."),
+        "error": _nullable({"type": "string"}, "Why it failed (our detail), when it did."),
+        "failure_reason": _nullable({"type": "string", "example": "upstream_failed"},
+                                    "A fixed failure code (the generation's `failure_reason`), when it failed."),
+    }
+
+
+def _account_schemas() -> dict[str, Any]:
+    """Our account components: Ideogram's usage and key-list shapes (2026-07 document), extended."""
+    item = _account_request_fields()
+    detail = dict(item)
+    detail.update({
+        "images": {"type": "array", "items": _ref("AccountRequestImage"),
+                   "description": "The images it delivered."},
+        "images_delivered": {"type": "integer", "minimum": 0, "description": "How many images it delivered."},
+        "params": {"type": "object", "description": "Its parameters as recorded (uploads as a summary, never "
+                                                    "their bytes); the prompt fields only when the operator keeps "
+                                                    "prompts (`log_prompts`)."},
+        "started_at": _nullable(_TIME, "When it started running; `null` before."),
+    })
+    extension = dict(EXTENSION)
+    return {
+        "AccountBalance": {
+            "type": "object", "title": "AccountBalance", **extension,
+            "description": "The caller's account and its balance.",
+            "required": ["account_id", "name", "balance_usd", "unlimited", "currency_code"],
+            "properties": {
+                "account_id": {"type": "string", "example": "acct_default"},
+                "name": {"type": "string"},
+                "balance_usd": {**_USD, "description": "The prepaid balance in US dollars (decimal string); "
+                                                      "not drawn on when `unlimited`."},
+                "unlimited": {"type": "boolean", "description": "`true`: requests are never refused for credit."},
+                "currency_code": {"type": "string", "const": "USD"},
+            },
+        },
+        "AccountKeyLimits": {
+            "type": "object", "title": "AccountKeyLimits", **extension,
+            "description": "A key's limits; `null` is no limit of its own.",
+            "required": ["rpm", "max_images_in_flight", "spend_cap_usd", "spent_usd", "expires_at",
+                         "allowed_operations"],
+            "properties": {
+                "rpm": _nullable({"type": "integer", "minimum": 1}, "Requests per minute."),
+                "max_images_in_flight": _nullable({"type": "integer", "minimum": 1},
+                                                  "Images being generated at once."),
+                "spend_cap_usd": _nullable(_USD, "The most this key may spend (US dollars)."),
+                "spent_usd": {**_USD, "description": "What this key has spent (US dollars)."},
+                "expires_at": _nullable(_TIME, "When the key stops working."),
+                "allowed_operations": _nullable(
+                    {"type": "array", "items": {"type": "string", "enum": [op.value for op in Operation]}},
+                    "The only operations the key may use; `null`: every operation."),
+            },
+        },
+        "AccountApiKey": {
+            "title": "AccountApiKey", **extension,
+            "description": "Ideogram's `ApiProfileApiKey` (`redacted_api_key`: the key's prefix and bullets, never "
+                           "the secret; `status` `DISABLED`: revoked or expired; `label`: its name) with ideohub's "
+                           "`current` and `limits`.",
+            "allOf": [_ref("ApiProfileApiKey"), {
+                "type": "object", "required": ["label", "current", "limits"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "current": {"type": "boolean", "description": "`true` for the key making this request."},
+                    "limits": _ref("AccountKeyLimits")}}],
+        },
+        "AccountApiKeysResponse": {
+            "title": "AccountApiKeysResponse", **extension,
+            "description": "Ideogram's `GetApiKeysV2Response`: the keys of the caller's account (revoked and "
+                           "expired ones included, as `DISABLED`), each an `AccountApiKey`.",
+            "allOf": [_ref("GetApiKeysV2Response"), {
+                "type": "object", "required": ["api_keys"],
+                "properties": {"api_keys": {"type": "array", "items": _ref("AccountApiKey")}}}],
+        },
+        "AccountToolUsage": {
+            "type": "object", "title": "AccountToolUsage", **extension,
+            "description": "Ideogram's `ToolUsage`, for one operation, price tier and key: `amount` is Ideogram's "
+                           "`Price` in cents, exact (it may be fractional, e.g. 2.5); ideohub adds `amount_usd`, "
+                           "`images` and `requests`. `model_version` is our price tier, not Ideogram's "
+                           "`ModelVersion` enum.",
+            "required": ["full_tool_name", "tool_type", "model_version", "amount", "amount_usd", "api_key_id",
+                         "images", "requests"],
+            "properties": {
+                "full_tool_name": {"type": "string", "example": "v3-generate TURBO",
+                                   "description": "The operation, and its tier when it has one."},
+                "tool_type": _ref("ToolType"),
+                "model_version": _nullable({"type": "string", "example": "TURBO"},
+                                           "The price tier: the legacy model (`V_2` …), the 3.0 rendering speed "
+                                           "(`TURBO` …) or `*` (one price)."),
+                "amount": _ref("Price"),
+                "amount_usd": {**_USD, "description": "The same charge in US dollars (decimal string)."},
+                "api_key_id": _nullable({"type": "string"}, "The key that was charged."),
+                "images": {"type": "integer", "minimum": 0, "description": "Images delivered."},
+                "requests": {"type": "integer", "minimum": 1, "description": "Requests made."},
+            },
+        },
+        "AccountUsageSegment": {
+            "type": "object", "title": "AccountUsageSegment", **extension,
+            "description": "Ideogram's `UsageSegment`: one day (or hour), UTC; `segment_end` is its last second.",
+            "required": ["segment_start", "segment_end", "tool_usage"],
+            "properties": {"segment_start": _TIME, "segment_end": _TIME,
+                           "tool_usage": {"type": "array", "items": _ref("AccountToolUsage")}},
+        },
+        "AccountUsageResponse": {
+            "type": "object", "title": "AccountUsageResponse", **extension,
+            "description": "Ideogram's `GetUsageInfoResponse` shape: the caller's account's charged usage, oldest "
+                           "segment first; segments without usage are left out.",
+            "required": ["usage_segments"],
+            "properties": {"usage_segments": {"type": "array", "items": _ref("AccountUsageSegment")}},
+        },
+        "AccountRequest": {
+            "type": "object", "title": "AccountRequest", **extension,
+            "description": "One request of the caller's account (no channel, engine or upstream detail).",
+            "required": [*item, "images"],
+            "properties": {**item, "images": {"type": "integer", "minimum": 0,
+                                              "description": "How many images it delivered."}},
+        },
+        "AccountRequestPage": {
+            "type": "object", "title": "AccountRequestPage", **extension,
+            "description": "A page of the account's requests, newest first.",
+            "required": ["items", "next_before"],
+            "properties": {
+                "items": {"type": "array", "maxItems": MAX_LIMIT, "items": _ref("AccountRequest")},
+                "next_before": _nullable({"type": "string", "maxLength": 200},
+                                         "Pass as `before` for the next (older) page; `null` on the last page."),
+            },
+        },
+        "AccountRequestImage": {
+            "type": "object", "title": "AccountRequestImage", **extension,
+            "required": ["url", "width", "height", "media_type", "expires_at"],
+            "properties": {
+                "url": _nullable({"type": "string", "format": "uri"},
+                                 "A signed link that expires with the image; `null` once it expired or if the "
+                                 "request did not complete."),
+                "width": {"type": "integer", "minimum": 1},
+                "height": {"type": "integer", "minimum": 1},
+                "media_type": {"type": "string", "example": "image/png"},
+                "expires_at": _nullable(_TIME, "When the image is deleted."),
+            },
+        },
+        "AccountRequestDetail": {
+            "type": "object", "title": "AccountRequestDetail", **extension,
+            "description": "One request of the caller's account in detail: an `AccountRequest` whose `images` is "
+                           "the list of its images (`images_delivered` is their count), with its parameters.",
+            "required": list(detail),
+            "properties": detail,
         },
     }
 
@@ -204,9 +389,12 @@ OURS: dict[str, Any] = {
             "description": "ideohub extension: the stored image's id, usable as a `RESPONSE` asset by the same "
                            "account until the image expires."}}}}},
     },
+    **_account_schemas(),
 }
 # The July-2026 components the generation routes use (copied with what they reference)
-MID_2026_ROOTS = {"GenerationResponse", "WebhookSigningJwks", "AsyncImageGenerationResponseV4", "WebhookUrl"}
+MID_2026_ROOTS = {"GenerationResponse", "WebhookSigningJwks", "AsyncImageGenerationResponseV4", "WebhookUrl",
+                  # the key holders' account API: Ideogram's key list (its keys have `label`), price, tool type
+                  "GetApiKeysV2Response", "Price", "ToolType"}
 # The October-2026 components every image endpoint may answer beyond its own schemas: the dry
 # run's quote, /v2's refusal (402, 429), and the safety error shape /v2 answers on 422
 OCT_2026_ROOTS = {"PriceQuote", "GenerationErrorResponse", "GenerateImageSafetyError"}
@@ -229,7 +417,8 @@ The Ideogram image API, self-hosted: clients written for `api.ideogram.ai` (or f
 that relay it) work by changing only their base URL and key.
 
 **Authentication.** Every image endpoint takes an ideohub API key, either as `Api-Key: KEY`
-(`ApiKeyAuth`) or as `Authorization: Bearer KEY` (`BearerAuth`). The `/admin` API takes the
+(`ApiKeyAuth`) or as `Authorization: Bearer KEY` (`BearerAuth`), and so does the key holder's own
+`/v2/account/*` API (balance, keys, usage, requests; never a cookie). The `/admin` API takes the
 admin token as `Authorization: Bearer <admin_token>` (`BearerAuth`).
 
 **Paths.** Each image endpoint is listed once, on its official path: the legacy endpoints,
@@ -725,10 +914,97 @@ def _task_query_operation() -> dict[str, Any]:
     }
 
 
+_ACCOUNT_OPERATIONS = {  # path under the prefix → (operationId, summary, 200 schema, description)
+    "/balance": ("get_account_balance", "The caller's account and balance", "AccountBalance",
+                 "The account of the key making the request: its balance in US dollars and whether it is "
+                 "unlimited (the default account is)."),
+    "/api-keys": ("list_account_api_keys", "The account's API keys and their limits", "AccountApiKeysResponse",
+                  "Every key of the caller's account, as Ideogram's `GetApiKeysV2Response` (the key's prefix, "
+                  "never its secret), with ideohub's `current` (the key making the request) and `limits`."),
+    "/usage": ("get_account_usage", "The account's charged usage", "AccountUsageResponse",
+               "What the caller's account was charged, per day or hour (UTC), operation, price tier and key, as "
+               "Ideogram's `GetUsageInfoResponse`: `amount` in exact cents, plus `amount_usd`, `images` and "
+               "`requests`."),
+    "/requests": ("list_account_requests", "The account's requests", "AccountRequestPage",
+                  "The request log of the caller's account, newest first, a page at a time (`next_before`); no "
+                  "channel, engine or upstream detail."),
+    "/requests/{request_id}": ("get_account_request", "One request of the account", "AccountRequestDetail",
+                               "One request of the caller's account: its parameters (prompts only when the "
+                               "operator keeps them), charge and images (signed links while they live)."),
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _account_parameters(path: str) -> list[dict[str, Any]]:
+    if path == "/usage":
+        return [_query("segment_by", {"type": "string", "enum": ["DAY", "HOUR"], "default": "DAY"},
+                       "Ideogram's `SegmentBy`: a segment per day or per hour (UTC); lower case is accepted."),
+                _query("days", {"type": "integer", "minimum": 1, "maximum": account.MAX_DAYS,
+                                "default": account.DEFAULT_DAYS}, "How many days back from now.")]
+    if path == "/requests":
+        return [_query("key_id", {"type": "string", "maxLength": 40}, "Only this key's requests (of the account)."),
+                _query("operation", {"type": "string", "enum": [op.value for op in Operation]},
+                       "Only this operation's requests."),
+                _query("state", {"type": "string", "enum": list(REQUEST_STATES)}, "Only requests in this state."),
+                _query("since", {"type": "string", "format": "date-time"},
+                       "Only requests made at or after this time (ISO 8601; UTC when it names no offset)."),
+                _query("until", {"type": "string", "format": "date-time"},
+                       "Only requests made before this time (ISO 8601; UTC when it names no offset)."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                       "The page size."),
+                _query("before", {"type": "string", "maxLength": 200},
+                       "The cursor: the previous page's `next_before`.")]
+    if path == "/requests/{request_id}":
+        return [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 40},
+                 "description": "The request's `id`, from the request log."}]
+    return []
+
+
+def _account_operation(suffix: str) -> dict[str, Any]:
+    """``GET /v2/account{suffix}``: the key holder's own account (ideohub extension)."""
+    operation_id, summary, schema, text = _ACCOUNT_OPERATIONS[suffix]
+    path = account.PREFIXES[0] + suffix
+    parameters = _account_parameters(suffix)
+    responses: dict[str, Any] = {
+        "200": {"description": f"`{schema}`.", "headers": {"Cache-Control": {
+            "description": "`no-store`.", "schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": _ref(schema)}}}}
+    if any(p["in"] == "query" for p in parameters):
+        responses["400"] = _problem("A parameter out of its bounds, or one this path does not take: `detail` names "
+                                    "it and the rule.")
+    responses["401"] = _problem("Missing, unknown, expired or revoked API key (a cookie is never read).",
+                                _WWW_AUTHENTICATE)
+    if "{request_id}" in suffix:
+        responses["404"] = _problem("No request with that id in the key's account (another account's is answered "
+                                    "the same).")
+    responses["429"] = _problem("Over the account's polling limit (these reads count against it). As on every /v2 "
+                                "path, Ideogram's `GenerationErrorResponse` (`reject_reason` `inflight_limit`).",
+                                _RETRY_AFTER, "GenerationErrorResponse")
+    return {
+        "operationId": operation_id,
+        "tags": ["account"],
+        "summary": f"{summary} (ideohub extension)",
+        "description": f"ideohub extension for key holders. {text} Authenticated by the API key exactly as the "
+                       "image API, never by a cookie; only the key's own account is visible, and no secret is "
+                       "answered. These reads count against the account's polling limit (`poll_limit` per "
+                       "`poll_window_s`).\n\n"
+                       f"Also answers on {_aliases(tuple(p + suffix for p in account.PREFIXES), path)} "
+                       "(relay dialects).",
+        **EXTENSION,
+        **({"parameters": parameters} if parameters else {}),
+        "responses": responses,
+        "security": _BOTH_AUTH,
+    }
+
+
 def _generation_operations() -> dict[tuple[str, str], dict[str, Any]]:
     """(path, method) → operation, for the routes that declare themselves documented."""
     v1, v2 = generations.DOCUMENTED_PATHS
     return {
+        **{(account.PREFIXES[0] + suffix, "get"): _account_operation(suffix) for suffix, _handler in account.ROUTES},
         (v1, "get"): _poll_operation(v1, "get_generation"),
         (v2, "get"): _poll_operation(v2, "get_generation_v2"),
         (jwks.PATHS[0], "get"): _jwks_operation(),
@@ -824,7 +1100,8 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
         if method not in paths.get(path, {}):
             raise RuntimeError(f"{method.upper()} {path} is not a documented route")
         paths[path][method] = op
-    needed |= _refs(list(OURS.values()))
+    mid_2026 = set(_closure(spec.load(spec.MID_2026)["components"]["schemas"], MID_2026_ROOTS))
+    needed |= _refs(list(OURS.values())) - mid_2026  # those come from July (its ApiProfileApiKey has `label`)
     _copy_components(schemas, spec.OFFICIAL, needed & set(official["components"]["schemas"]))
     _copy_components(schemas, spec.MID_2026, MID_2026_ROOTS)
     for document in (spec.MID_2026, spec.OCT_2026):  # older first: where names meet, the check above applies
@@ -853,8 +1130,8 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
         "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Api-Key",
                        "description": "An ideohub API key (the official header)."},
         "BearerAuth": {"type": "http", "scheme": "bearer",
-                       "description": "An ideohub API key on image endpoints (the relays' style); "
-                                      "the admin token on `/admin`."},
+                       "description": "An ideohub API key on image and `/v2/account` endpoints (the relays' "
+                                      "style); the admin token on `/admin`."},
     }
     doc["info"]["description"] = DESCRIPTION
     ours = [{"name": "Legacy", "description": "Ideogram's original endpoints (`/generate`, `/remix`, …)."},
@@ -864,7 +1141,10 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
             {"name": "Ideogram v2", "description": "Ideogram's `/v2` API: `/v2/image/{capability}/{model}`."},
             {"name": "Generations", "description": "Polling a generation, as Ideogram's `/v1|v2/generations`."},
             {"name": "Webhooks", "description": "The keys webhooks are signed with."},
-            {"name": "Task dialect", "description": "ideohub extension: the resellers' task API (Kling's style)."}]
+            {"name": "Task dialect", "description": "ideohub extension: the resellers' task API (Kling's style)."},
+            {"name": "account", "description": "ideohub extension: the key holder's own account (balance, keys, "
+                                               "usage, requests), by the API key; modelled on Ideogram's usage and "
+                                               "key-list answers."}]
     names = {t["name"] for t in ours}
     doc["tags"] = [*ours, *[t for t in doc.get("tags", []) if t.get("name") not in names]]
     return doc

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -159,15 +160,20 @@ class LocalUpscaler:
 
     def upscale_now(self, request: UpscaleRequest) -> ImageResult:
         """The whole job, synchronously (runs in a worker thread)."""
+        started = time.perf_counter()
         pixels = decode_pixels(request.image_file, "image_file", mode="auto")
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX - 8)
-        outputs = self._upscaler(self.choose(pixels)).upscale(
+        decoded = time.perf_counter()
+        upscaler = self._upscaler(self.choose(pixels))
+        routed = time.perf_counter()
+        outputs = upscaler.upscale(
             pixels,
             resemblance=request.resemblance,
             detail=request.detail,
             seed=seed,
             num_images=request.num_images,
         )
+        upscaled = time.perf_counter()
         images: list[ImageOutput] = []
         for i, out in enumerate(outputs):
             safe, data = self._check_and_encode(out)
@@ -182,4 +188,8 @@ class LocalUpscaler:
                     is_image_safe=safe,
                 )
             )
+        t = getattr(upscaler, "last_timings", {})
+        log.info("upscale timings: decode %.3f s, route %.3f s, model %.3f s, post-processing %.3f s, "
+                 "safety + encode %.3f s", decoded - started, routed - decoded, t.get("model", 0.0),
+                 t.get("post", 0.0), time.perf_counter() - upscaled)
         return ImageResult(images)

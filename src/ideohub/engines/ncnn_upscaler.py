@@ -55,31 +55,48 @@ the usual 2x-down evaluation) and ``U`` Pillow's bicubic enlargement by the scal
 * Measured means over astronaut, coffee, chelsea and hubble_deep_field (whole images,
   2x bicubic down then up, RGB PSNR / SSIM; ``bench/upscale_controls.py``) with
   waifu2x-cunet-x2: Lanczos 31.61 / 0.896, raw model 33.81 / 0.921, defaults 50/50
-  33.89 / 0.922, ``{resemblance: 100, detail: 1}`` 33.01 / 0.917 (+1.4 dB over Lanczos),
-  100/50 33.94 / 0.924, 50/100 33.47 / 0.918.
+  33.90 / 0.922, ``{resemblance: 100, detail: 1}`` 33.03 / 0.917 (+1.42 dB over Lanczos),
+  100/50 33.94 / 0.924, 50/100 33.39 / 0.918; waifu2x-photo-x2: raw 33.70 / 0.921,
+  defaults 33.79 / 0.921, 100/1 32.98 / 0.916.
 * ``seed`` / ``num_images``: output image ``i`` uses seed ``seed + i``.  The seed drives
-  a luma film grain (Gaussian, sigma 0.5 level of 255, the same field on R, G and B,
-  stored as int8 in 1/32 level steps) added to ``m`` before the back-projection, and a
-  sharpening jitter (``k_d`` multiplied by a seeded factor in [0.97, 1.03]).  Same seed
-  -> byte-identical output on the same device and library versions (the CPU and Vulkan
-  model passes differ slightly, so CPU and GPU bytes may differ); different seeds ->
-  different bytes, yet visually identical variations (PSNR between them ~50 dB).  The
-  grain costs ~0.03 dB at the defaults; at resemblance 100 the back-projection removes
-  its part below the input's Nyquist limit, so the input is still reproduced.
-* Memory: one ``H x W`` float32 plane per channel pass (two while ``1 < resemblance <
-  100``), reused for the three channels, plus an int8 grain plane and bands of 256
-  rows for the element-wise steps and the resizes (``D`` and ``U`` are computed band by
-  band with margins beyond the filter support, equal to whole-image resizes): at most
-  about 1.1 float32 copies of the RGB output besides the uint8 model output, for any
-  size up to ``max_output_pixels``, plus one band's temporaries per extra thread (+0.2
-  copies at 1280x1280 output with 2 threads, +0.03 at 8192x8192).
-* Speed: the bands of every element-wise step and every banded resize run in parallel on
-  ``num_threads`` threads of a shared pool (numpy and Pillow release the GIL; bands are
-  disjoint and each band's arithmetic, grain included, is the same as in a sequential
-  loop, so the bytes do not depend on the thread count).  Cost for 2048x2048 outputs:
-  0.89 s (defaults 50/50) and 0.94 s (100/50) on 1 thread, 0.72 s and 0.56 s on 2
-  (~0.15-0.2 s per output megapixel on 1 core, ~0.13-0.17 on 2; 2 shared cores, noisy).
-  About 70 % of it is Pillow's float resizes (Lanczos ``L``, ``D`` and ``U``).
+  a luma film grain (the same field on R, G and B; std-dev 0.5 level of 255, drawn as the
+  bit count of a random 16-bit word: Binomial(16, 1/2), a discrete Gaussian in steps of
+  0.25 level, |grain| <= 2) added to ``m`` before the back-projection.  Same seed ->
+  byte-identical output on the same device and library versions (the CPU and Vulkan model
+  passes differ slightly, so CPU and GPU bytes may differ); different seeds -> different
+  bytes, yet visually identical variations (PSNR between them ~50 dB).  The grain costs
+  ~0.03 dB at the defaults; at resemblance 100 the back-projection removes its part below
+  the input's Nyquist limit, so the input is still reproduced.  (Until issue 11's second
+  round the seed also jittered ``k_d`` by +-3 %; dropped so that ``detail`` 50 needs no
+  Lanczos upscale at all.)
+* How it is computed (same formulas, less work).  ``D`` and ``U`` are linear, so with
+  ``r_i = x - D(p_i)``: ``r_(i+1) = r_i - 1.5 D(U(r_i))`` and ``p_3 = m + 1.5 U(r_0 + r_1 +
+  r_2)``, hence ``out = m + U(R)`` with ``R = 1.5 w_r (r_0 + r_1 + r_2)``.  The iterations
+  run on the input's grid, where ``D∘U`` is a separable 7-tap band per axis read off
+  Pillow's own 1-D filters (``_bp_band``; equal to Pillow's ``U`` then ``D`` to float
+  rounding); the full-size image sees one ``D`` (for ``r_0``) and one ``U`` per channel
+  instead of three of each.  ``m`` is recomputed band by band where needed (at ``detail``
+  50 it is ``M`` + grain: no Lanczos upscale), so no full-size float ``m`` is kept unless
+  ``detail`` is not 50 and ``resemblance`` > 1.  The uint8 rounding offset 0.5 rides on the
+  grain plane and on ``x`` (``D`` keeps constants).  Result within 1 level of the
+  full-size iteration (``tests/engines/test_upscale_controls.py``).
+* Memory: the grain (+0.5) as one ``H x W`` float32 plane, one more float32 plane for ``m``
+  only when ``detail`` is not 50 and ``resemblance`` > 1, a few planes of the input's size
+  for the back-projection, and bands of 256 rows for the element-wise steps and the
+  resizes (``D`` and ``U`` are computed band by band with margins beyond the filter
+  support, equal to whole-image resizes): besides the uint8 model output, numpy's peak at
+  1280x1280 is 0.75-0.8 float32 copies of the RGB output at the defaults, 1.1-1.15 when
+  ``detail`` is not 50 (1 and 2 threads; ``tests/engines/test_upscale_controls.py``).
+* Speed: the bands of every step run in parallel on ``num_threads`` threads of a shared
+  pool (numpy and Pillow release the GIL; bands are disjoint and each band's arithmetic,
+  grain included, does not depend on the order, so the bytes do not depend on the thread
+  count).  CPU time for a 2048x2048 output at the defaults (50/50), same process, alternated:
+  0.37-0.39 core-seconds against 0.70-0.83 for the full-size iterations with the jitter and
+  the normal-variate grain; at 1/50 (grain only) 0.03 against 0.20.  Overlapping the
+  post-processing with the model pass was measured and rejected: on 2 cores it slows
+  ncnn's OpenMP threads by more than it saves (1024x1024 on the photo model: 6.7-9.7 s with
+  post-processing and PNG encoding on a concurrent thread, against 5.3-7.6 s one after the
+  other, alternated; ``/tmp`` scripts, 2 shared cores).
 
 Alpha: an ``HxWx4`` input has its RGB upscaled by the model and its alpha channel
 by a Lanczos resize; the result is ``(sH)x(sW)x4``.
@@ -110,6 +127,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -233,10 +251,9 @@ MODELS: dict[str, UpscaleModelSpec] = {s.name: s for s in _SPECS}
 DEFAULT_MODEL: str = "waifu2x-cunet-x2"
 
 _BAND_ROWS = 256  # output rows per band of the element-wise post-processing steps
+_GRAIN_ROWS = 256  # rows per seeded generator of the grain (fixed: the bytes do not depend on _BAND_ROWS)
 _GAP_PROXY = 192  # longer side of the proxy image used to sync SE blocks
 _GRAIN_SIGMA = 0.5  # luma film grain std-dev, in levels of 255 (added before back-projection)
-_GRAIN_Q = 32  # the grain is stored as int8 in steps of 1/_GRAIN_Q level (|grain| <= 127/32)
-_JITTER = 0.03  # +- relative jitter of the detail gain per seed
 _BP_ITERS = 3  # back-projection iterations at resemblance > 1
 _BP_STEP = 1.5  # back-projection step (over-relaxation; converges for steps in (0, 2))
 
@@ -500,15 +517,16 @@ def _upscale_rows(lr: Image.Image, s: int, r0: int, r1: int, resample: Image.Res
     return np.asarray(band, dtype=np.float32)[r0 - i0 * s : r1 - i0 * s]
 
 
-def _downscale_plane(plane: np.ndarray, s: int, threads: int = 1) -> np.ndarray:
-    """Pillow's antialiased bicubic 1/s reduction of an (s*h)x(s*w) float32 plane, banded.
+def _downscale_rows(get_rows: Callable[[int, int], np.ndarray], H: int, W: int, s: int,
+                    threads: int = 1) -> np.ndarray:
+    """Pillow's antialiased bicubic 1/s reduction of an HxW float32 plane given by its rows.
 
-    Equal (to float rounding) to ``Image.fromarray(plane).resize((w, h), BICUBIC)`` (the
-    same filter as the evaluation's uint8 downscale, without its rounding), without a
-    full-size copy: bands of ``_BAND_ROWS`` output rows plus ``_DOWN_MARGIN`` rows of
-    context, each starting on a multiple of ``s``.
+    ``get_rows(r0, r1)`` returns rows [r0, r1) as float32 (computed on demand or a view), so
+    no full-size copy is needed.  Equal (to float rounding) to
+    ``Image.fromarray(plane).resize((W // s, H // s), BICUBIC)`` (the same filter as the
+    evaluation's uint8 downscale, without its rounding): bands of ``_BAND_ROWS`` output rows
+    plus ``_DOWN_MARGIN`` rows of context, each starting on a multiple of ``s``.
     """
-    H, W = plane.shape
     h, w = H // s, W // s
     out = np.empty((h, w), dtype=np.float32)
     step = max(1, _BAND_ROWS // s)
@@ -516,12 +534,126 @@ def _downscale_plane(plane: np.ndarray, s: int, threads: int = 1) -> np.ndarray:
     def band(i0: int) -> None:
         i1 = min(h, i0 + step)
         lo, hi = max(0, i0 - _DOWN_MARGIN), min(h, i1 + _DOWN_MARGIN)
-        img = Image.fromarray(np.ascontiguousarray(plane[lo * s : hi * s]))
+        img = Image.fromarray(np.ascontiguousarray(get_rows(lo * s, hi * s)))
         red = img.resize((w, hi - lo), Image.Resampling.BICUBIC)
         out[i0:i1] = np.asarray(red, dtype=np.float32)[i0 - lo : i1 - lo]
 
     _band_map(band, list(range(0, h, step)), threads)
     return out
+
+
+def _downscale_plane(plane: np.ndarray, s: int, threads: int = 1) -> np.ndarray:
+    """``_downscale_rows`` of a whole float32 plane."""
+    H, W = plane.shape
+    return _downscale_rows(lambda r0, r1: plane[r0:r1], H, W, s, threads)
+
+
+_POPCOUNT16: np.ndarray | None = None
+
+
+def _bit_count16(words: np.ndarray) -> np.ndarray:
+    """Set bits of each uint16 (numpy >= 2 has it built in; else a 64 KiB table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    global _POPCOUNT16
+    if _POPCOUNT16 is None:
+        _POPCOUNT16 = np.unpackbits(np.arange(1 << 16, dtype=np.uint16).view(np.uint8)).reshape(-1, 16).sum(
+            axis=1, dtype=np.uint8)
+    return _POPCOUNT16[words]
+
+
+_BP_PROBE = 64  # operator rows computed densely; farther than this/2 from a border all rows are equal
+_BP_HALF = 3  # half-width of D∘U on the input grid (bicubic: 3 for 2x and 4x, checked when built)
+
+
+@lru_cache(maxsize=16)
+def _bp_band(n: int, s: int) -> np.ndarray:
+    """D∘U along one axis of length ``n`` (input pixels) as an n x (2*_BP_HALF+1) band.
+
+    ``U`` (bicubic n -> s*n) and ``D`` (antialiased bicubic s*n -> n) are Pillow's own 1-D
+    resampling passes, read off by resizing identity images (a float image resize is exactly
+    its horizontal pass then its vertical pass), so ``D(U(X)) = A X B^T`` with ``A``, ``B``
+    these operators.  Rows farther than ``_BP_PROBE / 2`` from either border are equal (the
+    filters are shift-invariant away from the border), so any ``n`` costs a 64-point probe.
+    """
+    k = _BP_HALF
+    p = min(n, _BP_PROBE)
+    bic = Image.Resampling.BICUBIC
+    up = np.asarray(Image.fromarray(np.eye(p, dtype=np.float32)).resize((s * p, p), bic), np.float64).T
+    down = np.asarray(Image.fromarray(np.eye(s * p, dtype=np.float32)).resize((p, s * p), bic), np.float64).T
+    dense = down @ up  # p x p
+    i, j = np.nonzero(dense)
+    if i.size and np.abs(i - j).max() > k:  # pragma: no cover - a change in Pillow's filters
+        raise RuntimeError("back-projection operator wider than _BP_HALF")
+    padded = np.zeros((p, p + 2 * k))
+    padded[:, k : k + p] = dense
+    rows = np.stack([padded[r, r : r + 2 * k + 1] for r in range(p)])  # row r: columns r-k .. r+k
+    if n == p:
+        return rows.astype(np.float32)
+    band = np.empty((n, 2 * k + 1))
+    half = p // 2
+    band[:half] = rows[:half]
+    band[n - (p - half):] = rows[half:]
+    band[half : n - (p - half)] = rows[half]
+    return band.astype(np.float32)
+
+
+def _apply_band(x: np.ndarray, a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray:
+    """``A x B^T`` for banded ``A`` (rows) and ``B`` (columns) given by ``_bp_band``, band-parallel."""
+    h, w = x.shape
+    k = (a.shape[1] - 1) // 2
+    out = np.empty_like(x)
+    step = max(1, _BAND_ROWS // 2)
+
+    def band(i0: int) -> None:
+        i1 = min(h, i0 + step)
+        y = np.zeros((i1 - i0, w), dtype=np.float32)
+        tmp = np.empty_like(y)
+        for t in range(2 * k + 1):  # y[i] += a[i, t] * x[i - k + t]
+            s0, s1 = max(0, i0 - k + t), min(h, i1 - k + t)
+            if s0 >= s1:
+                continue
+            d0 = s0 - (i0 - k + t)
+            seg = tmp[d0 : d0 + s1 - s0]
+            np.multiply(x[s0:s1], a[i0 + d0 : i0 + d0 + s1 - s0, t, None], out=seg)
+            y[d0 : d0 + s1 - s0] += seg
+        z = out[i0:i1]
+        z.fill(0)
+        for t in range(2 * k + 1):  # z[:, j] += b[j, t] * y[:, j - k + t]
+            s0, s1 = max(0, -k + t), min(w, w - k + t)
+            if s0 >= s1:
+                continue
+            d0 = s0 - (-k + t)
+            seg = tmp[:, d0 : d0 + s1 - s0]
+            np.multiply(y[:, s0:s1], b[d0 : d0 + s1 - s0, t], out=seg)
+            z[:, d0 : d0 + s1 - s0] += seg
+
+    _band_map(band, list(range(0, h, step)), threads)
+    return out
+
+
+def _bp_correction(residual: np.ndarray, s: int, w_r: float, threads: int = 1) -> np.ndarray:
+    """The resemblance correction on the input grid: ``out = m + U(result)``.
+
+    With ``p_0 = m``, ``p_(i+1) = p_i + step U(x - D p_i)`` and ``r_i = x - D p_i``:
+    ``r_(i+1) = r_i - step D(U(r_i))`` and ``p_n = m + step U(r_0 + ... + r_(n-1))`` (``D``,
+    ``U`` linear), so ``m + w_r (p_n - m) = m + U(w_r step sum r_i)``: the iterations run on
+    the input's grid (``D∘U`` as two 7-tap bands, ``_bp_band``), and the full-size image
+    sees one ``D`` (for ``r_0``, given here as ``residual``) and one ``U``.
+    """
+    h, w = residual.shape
+    a, b = _bp_band(h, s), _bp_band(w, s)
+    r = residual
+    acc = r.copy()
+    for _ in range(_BP_ITERS - 1):
+        nxt = _apply_band(r, a, b, threads)
+        nxt *= np.float32(-_BP_STEP)
+        nxt += r
+        r = nxt
+        acc += r
+    del r
+    acc *= np.float32(w_r * _BP_STEP)
+    return acc
 
 
 # --------------------------------------------------------------------------------------
@@ -745,7 +877,9 @@ class NcnnUpscaler:
         if num_images < 1:
             raise ValueError("num_images must be >= 1")
         rgb = self._check(rgb)
+        started = time.perf_counter()
         raw = self.upscale_raw(rgb)
+        model_s = time.perf_counter() - started
         src = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
         results: list[np.ndarray] = []
         for i in range(num_images):
@@ -755,16 +889,19 @@ class NcnnUpscaler:
                 dst[..., 3] = raw[..., 3]
             self._postprocess(raw, src, dst, resemblance=resemblance, detail=detail, seed=seed + i)
             results.append(dst)
+        self.last_timings = {"model": model_s, "post": time.perf_counter() - started - model_s}
         return results
 
     def _postprocess(self, raw: np.ndarray, src: Image.Image, dst: np.ndarray, *,
                      resemblance: float, detail: float, seed: int) -> None:
         """dst[..., :3] = controls(raw), one colour channel at a time (dst may be raw: in place).
 
-        See the module docstring for the formulas.  Memory: one float32 output-sized plane
-        (two while ``1 < resemblance < 100``), an int8 grain plane and bands of
-        ``_BAND_ROWS`` rows, i.e. ~0.75 float32 copies of the RGB output plus the bands,
-        besides ``raw`` and ``dst``.
+        See the module docstring for the formulas.  The back-projection is linear, so its
+        iterations run on the input's grid (``_bp_correction``): each channel sees one full-size
+        ``D`` and one full-size ``U``.  ``m`` is recomputed band by band where it is needed (at
+        ``detail`` 50 it is the model output plus grain); only when ``detail`` is not 50 and the
+        back-projection runs does one float32 plane keep it (rather than resizing ``L`` twice).
+        The rounding offset 0.5 rides on the grain plane and on ``x`` (``D`` keeps constants).
         """
         s = self.scale
         H, W = raw.shape[:2]
@@ -773,78 +910,65 @@ class NcnnUpscaler:
             raise RuntimeError("model output does not match the input size times the scale")
         w_r = float(_resemblance_weight(resemblance))
         seed_u = int(seed) & 0xFFFFFFFFFFFFFFFF
-        jitter = np.random.default_rng([seed_u, 0x4A17]).uniform(-_JITTER, _JITTER)
-        k_d = np.float32(_detail_gain(detail) * (1.0 + jitter))
+        k_d = np.float32(_detail_gain(detail))
         bands = [(r0, min(H, r0 + max(1, _BAND_ROWS))) for r0 in range(0, H, max(1, _BAND_ROWS))]
-        bicubic, lanczos = Image.Resampling.BICUBIC, Image.Resampling.LANCZOS
-        blend = 0 < w_r < 1 and _BP_ITERS > 0
-        out = np.empty((H, W), dtype=np.float32)  # reused by the three channels
-        proj = np.empty((H, W), dtype=np.float32) if blend else out
-        # the grain field is drawn once (R pass) and kept as int8 in steps of 1/_GRAIN_Q level
-        grain = np.empty((H, W), dtype=np.int8) if _GRAIN_SIGMA else None
         threads = getattr(self, "num_threads", 1)  # bands in parallel (instances made by __new__: 1)
+        back_project = w_r > 0 and _BP_ITERS > 0
+        half = np.float32(0.5)
+        # grain + 0.5 as one float32 plane (the same on R, G and B): the bit count of a random 16-bit
+        # word is Binomial(16, 1/2), a discrete Gaussian of std-dev 2 (4x cheaper to draw than
+        # normal variates), scaled to _GRAIN_SIGMA; one seeded generator per _GRAIN_ROWS rows
+        offset = np.empty((H, W), dtype=np.float32) if _GRAIN_SIGMA else None
+        if offset is not None:
+            def grain_band(item: tuple[int, int]) -> None:
+                b, r0 = item
+                r1 = min(H, r0 + _GRAIN_ROWS)
+                words = np.random.default_rng([seed_u, b, 0x6D5]).integers(0, 1 << 16, (r1 - r0, W), np.uint16)
+                g = offset[r0:r1]
+                g[...] = _bit_count16(words)
+                g *= np.float32(_GRAIN_SIGMA / 2)
+                g += np.float32(0.5 - 4 * _GRAIN_SIGMA)  # centred (mean 8 bits), plus the rounding offset
+
+            _band_map(grain_band, list(enumerate(range(0, H, _GRAIN_ROWS))), threads)
+        plane = np.empty((H, W), dtype=np.float32) if (k_d != 1 and back_project) else None
         for c in range(3):
             chan = src.getchannel(c).convert("F")
-            x = np.asarray(chan, dtype=np.float32)  # the input channel, 0..255
 
-            def model_band(item: tuple[int, tuple[int, int]], c: int = c, chan: Image.Image = chan) -> None:
-                b, (r0, r1) = item
-                # detail: L + k_d (M - L), L the Lanczos upscale of the input
-                m = raw[r0:r1, :, c].astype(np.float32)
+            def m_rows(r0: int, r1: int, c: int = c, chan: Image.Image = chan) -> np.ndarray:
+                """Rows [r0, r1) of m + 0.5 = L + k_d (M - L) + grain + 0.5, as float32."""
+                m = raw[r0:r1, :, c].astype(np.float32)  # (faster than a mixed-type ufunc)
                 if k_d != 1:
-                    lz = _upscale_rows(chan, s, r0, r1, lanczos)
+                    lz = _upscale_rows(chan, s, r0, r1, Image.Resampling.LANCZOS)
                     m -= lz
                     m *= k_d
                     m += lz
-                    del lz
-                # seeded luma grain (the same field on R, G and B), before the correction
-                if grain is not None:
-                    if c == 0:
-                        g = np.random.default_rng([seed_u, b, 0x6D5]).standard_normal((r1 - r0, W),
-                                                                                       dtype=np.float32)
-                        g *= np.float32(_GRAIN_SIGMA * _GRAIN_Q)
-                        np.clip(g, -127, 127, out=g)
-                        grain[r0:r1] = np.rint(g)
-                        del g
-                    g = grain[r0:r1].astype(np.float32)
-                    g *= np.float32(1.0 / _GRAIN_Q)
-                    m += g
-                    del g
-                out[r0:r1] = m
+                m += offset[r0:r1] if offset is not None else half
+                return m
 
-            _band_map(model_band, list(enumerate(bands)), threads)
-            del chan
-            # resemblance: iterative back-projection, blended with weight w_r
-            if w_r > 0 and _BP_ITERS > 0:
-                if blend:
-                    np.copyto(proj, out)
-                for _ in range(_BP_ITERS):
-                    err = _downscale_plane(proj, s, threads)
-                    np.subtract(x, err, out=err)
-                    err *= np.float32(_BP_STEP)
-                    err_img = Image.fromarray(err)
+            get_m: Callable[[int, int], np.ndarray] = m_rows
+            if plane is not None:  # m is needed twice: keep it rather than resize L twice
+                def fill(rows: tuple[int, int], m_rows: Callable[[int, int], np.ndarray] = m_rows) -> None:
+                    plane[rows[0]:rows[1]] = m_rows(*rows)
 
-                    def bp_band(rows: tuple[int, int], err_img: Image.Image = err_img) -> None:
-                        r0, r1 = rows
-                        proj[r0:r1] += _upscale_rows(err_img, s, r0, r1, bicubic)
+                _band_map(fill, bands, threads)
+                get_m = lambda r0, r1: plane[r0:r1]  # noqa: E731
+            corr = None
+            if back_project:
+                residual = _downscale_rows(get_m, H, W, s, threads)
+                x = np.asarray(chan, dtype=np.float32) + half  # the input channel (+ 0.5, as m)
+                np.subtract(x, residual, out=residual)  # the first residual x - D(m)
+                del x
+                corr = Image.fromarray(_bp_correction(residual, s, w_r, threads))
+                del residual
 
-                    _band_map(bp_band, bands, threads)
-                    del err, err_img
-                if blend:
-                    def blend_band(rows: tuple[int, int]) -> None:  # out += w_r * (proj - out)
-                        r0, r1 = rows
-                        d = proj[r0:r1] - out[r0:r1]
-                        d *= np.float32(w_r)
-                        out[r0:r1] += d
-
-                    _band_map(blend_band, bands, threads)
-
-            def final_band(rows: tuple[int, int], c: int = c) -> None:
+            def final_band(rows: tuple[int, int], c: int = c, get_m: Callable[[int, int], np.ndarray] = get_m,
+                           corr: Image.Image | None = corr) -> None:
                 r0, r1 = rows
-                core = out[r0:r1]
-                core += np.float32(0.5)
-                np.clip(core, 0, 255, out=core)
-                dst[r0:r1, :, c] = core.astype(np.uint8)
+                o = get_m(r0, r1)  # a fresh array, or a view of ``plane`` (rewritten per channel)
+                if corr is not None:
+                    o += _upscale_rows(corr, s, r0, r1, Image.Resampling.BICUBIC)
+                np.clip(o, 0, 255, out=o)
+                np.copyto(dst[r0:r1, :, c], o, casting="unsafe")  # truncation: o carries the + 0.5
 
             _band_map(final_band, bands, threads)
-            del x
+            del chan
