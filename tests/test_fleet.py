@@ -102,8 +102,11 @@ class Api(Proc):
         port = free_port()
         super().__init__(name, ["serve"], {**env, "IDEOHUB_PORT": str(port)}, logs)
         self.base = f"http://127.0.0.1:{port}"
-        self.client = httpx.Client(base_url=self.base, timeout=60,
-                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        # an idle connection is dropped by the client well before the server's keep-alive timer (5 s)
+        # closes it: a request sent on a connection the server is closing at that instant would fail
+        # with no answer and read as "lost" on an instance that lives (CI saw it once)
+        self.client = httpx.Client(base_url=self.base, timeout=60, limits=httpx.Limits(
+            max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0))
         self.killed = False
         self.sync_waiting = 0  # synchronous callers waiting on this instance now
         self._lock = threading.Lock()
@@ -194,6 +197,7 @@ class Job:
     api: str = ""
     generation_id: str | None = None
     outcome: str = ""  # an HTTP status, "lost" (the instance died under the call), or the poll's last status
+    lost_by: str = ""  # what the transport raised when the outcome is "lost"
     answer: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -229,8 +233,8 @@ class Clients:
         if job.mode == "sync":
             try:
                 r = api.sync_call(lambda: api.client.post(V3, json=job.body, headers=headers))
-            except httpx.TransportError:
-                job.outcome = "lost"
+            except httpx.TransportError as exc:
+                job.outcome, job.lost_by = "lost", f"{type(exc).__name__}: {exc}"
                 return
             job.outcome = str(r.status_code)
             job.answer = r.json()
@@ -239,8 +243,8 @@ class Clients:
         body = dict(job.body, webhook_url=self.receiver.url(hook)) if job.mode == "webhook" else job.body
         try:
             r = api.client.post(V3 + ("" if job.mode == "webhook" else "?async=true"), json=body, headers=headers)
-        except httpx.TransportError:
-            job.outcome = "lost"
+        except httpx.TransportError as exc:
+            job.outcome, job.lost_by = "lost", f"{type(exc).__name__}: {exc}"
             return
         job.outcome = str(r.status_code)
         if r.status_code != 200:
@@ -433,7 +437,7 @@ def test_a_fleet_loses_nothing_when_a_worker_and_an_api_instance_are_killed(
         assert not problems, problems[:10]
         lost = [j for j in work if j.outcome == "lost"]
         assert any(j.mode == "sync" and j.api == "api-b" for j in lost), "no synchronous caller was cut off"
-        assert all(j.api == "api-b" for j in lost), [(j.i, j.api) for j in lost]
+        assert all(j.api == "api-b" for j in lost), [(j.i, j.api, j.lost_by) for j in lost]
 
         records = {r["generation_id"]: r for r in db.dicts(
             "SELECT generation_id, id, state, owner, runs, started_at, account_id, price_micros, webhook_url, result, "

@@ -216,6 +216,29 @@ def test_a_generation_redelivered_after_it_completed_is_not_run_again(fleet):
     assert w.thread.is_alive()
 
 
+def test_a_sync_caller_is_answered_when_the_end_is_recorded_but_never_published(fleet, monkeypatch):
+    """A worker killed between recording a generation's end and publishing it: the waiting
+    instance re-reads the record every stale_after_s instead of sleeping to its deadline."""
+    async def lost(self, generation_id: str) -> None:  # the publish that never happened, in every process
+        return None
+
+    from ideohub.dispatch.redis import RedisDispatch
+
+    monkeypatch.setattr(RedisDispatch, "publish", lost)
+    api, worker, sims = fleet
+    srv = api(stale_after_s=1.0)
+    _account, key = funded_key(srv)
+    worker(srv, stale_after_s=1.0)
+    started = time.monotonic()
+    r = srv.client.post(V3, json=TURBO, headers={"Api-Key": key})
+    waited = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    [rec] = records(srv)
+    assert rec.state == "done"
+    # without the re-read it answers only at its deadline: max_queue_wait_s + request_timeout_s + 30 s
+    assert waited < 20, waited
+
+
 def test_a_generation_queued_past_max_queue_wait_fails_with_a_refund(fleet):
     api, worker, sims = fleet
     srv = api(max_queue_wait_s=0.5, reconcile_interval_s=0.2)

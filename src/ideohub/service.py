@@ -214,11 +214,14 @@ class Service:
 
     async def _wait(self, generation_id: str, ended: asyncio.Event) -> Any:
         """Until the generation ends — woken by the notification of its end, then the record is
-        read (never a polling loop) — at most its queue wait plus its run time."""
+        read — at most its queue wait plus its run time. The record is also re-read every
+        ``stale_after_s`` without a notification: a worker killed between recording the end and
+        publishing it (or a lost publish) delays the answer by that much, not by the whole deadline."""
         deadline = time.monotonic() + self.settings.max_queue_wait_s + self.settings.request_timeout_s + 30
+        recheck_s = max(0.5, self.settings.stale_after_s)
         while True:
             try:
-                await asyncio.wait_for(ended.wait(), max(0.0, deadline - time.monotonic()))
+                await asyncio.wait_for(ended.wait(), max(0.0, min(recheck_s, deadline - time.monotonic())))
             except TimeoutError:
                 pass
             ended.clear()

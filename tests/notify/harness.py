@@ -30,8 +30,11 @@ class Wall:
 
     LEAD_S = 5.0
 
-    def __init__(self) -> None:
-        self.now = time.time() + self.LEAD_S
+    def __init__(self, lead_s: float = LEAD_S) -> None:
+        """``lead_s`` < 0 starts it behind the real time: nothing written before the first
+        ``catch_up`` is due, so a first attempt happens at a known wall time, never at a pass the
+        poll timer starts on its own before the test moves the clock."""
+        self.now = time.time() + lead_s
 
     def __call__(self) -> float:
         return self.now
