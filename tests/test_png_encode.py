@@ -1,6 +1,6 @@
-"""Our PNG writer (``media.encode``: Up filter, zlib level 1, deflated in parallel blocks that join
-into one stream): every shape and channel count decodes, through Pillow and through zlib's own
-checksum, to exactly the pixels written."""
+"""Our PNG writer (``media.encode``: Up filter, ISA-L or zlib level 1, deflated in parallel blocks
+that join into one stream): every shape and channel count decodes, through Pillow and through
+zlib's own checksum, to exactly the pixels written, with either deflater."""
 
 from __future__ import annotations
 
@@ -12,7 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ideohub.media import encode
 from ideohub.media.encode import encode_png
+
+
+@pytest.fixture(params=["isal", "zlib"])
+def deflater(request, monkeypatch):  # type: ignore[no-untyped-def]
+    """Both ways the encoder deflates: ISA-L (installed with ideohub) and zlib (its fallback)."""
+    if request.param == "zlib":
+        monkeypatch.setattr(encode, "_deflater", None)
+    else:
+        assert encode._deflater is not None, "isal is a dependency: it must be importable"
+    return request.param
 
 
 def _idat(png: bytes) -> bytes:
@@ -34,7 +45,7 @@ def _idat(png: bytes) -> bytes:
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 7, 3), (9, 1, 4), (33, 17, 3), (64, 48, 4), (5, 5, 1),
                                    (31, 29, 2), (700, 600, 3), (1100, 1000, 4)])
-def test_round_trip_exact(shape):
+def test_round_trip_exact(shape, deflater):
     rng = np.random.default_rng(sum(shape))
     h, w, c = shape
     base = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).sum(-1)[..., None] % 256
