@@ -238,6 +238,8 @@ class Clients:
                 return
             job.outcome = str(r.status_code)
             job.answer = r.json()
+            if r.status_code not in (200, 400):  # 400: the upstream's injected refusals
+                job.errors.append(f"sync call answered {r.status_code}: {r.text[:300]}")
             return
         hook = f"/hook/{job.i}"
         body = dict(job.body, webhook_url=self.receiver.url(hook)) if job.mode == "webhook" else job.body
