@@ -33,6 +33,11 @@ Targets (this 2-core machine; load generator, upstream and ideohub all share it)
 at concurrency 1 p50 <= 3 ms and p99 <= 10 ms; throughput through ideohub at concurrency 16
 >= 0.5 x direct.
 
+RESULTS, session 6 (same machine, load average 1.1-1.3): through ideohub c=1 p50 12.29 ms (+11.49),
+p99 20.82 ms (+19.72), c=16 76.0 ops/s (x0.042 of direct 1927), 10.77 ms of relay CPU per operation;
+bare relay floor +2.71 / +6.20 ms, x0.152, 2.55 ms CPU; X-Ideohub-Overhead-Ms median 5.89.  All three
+targets still FAIL.  The first run's figures follow.
+
 RESULTS, ``python bench/relay.py --floor`` on the development machine (2 vCPUs of an AMD EPYC
 under KVM, shared: other jobs ran at the same time; 1-min load average 1.2-1.3 during the run):
 
