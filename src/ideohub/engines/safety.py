@@ -41,13 +41,13 @@ class SafetyClassifier:
     def __init__(self, threshold: float = 0.8, num_threads: int | None = None) -> None:
         self.threshold = float(threshold)
         self.num_threads = num_threads
-        self._clf = None
+        self._sess = None
         self._lock = threading.Lock()
 
     def _session(self):  # type: ignore[no-untyped-def]
-        if self._clf is None:
+        if self._sess is None:
             with self._lock:
-                if self._clf is None:
+                if self._sess is None:
                     import onnxruntime as ort
 
                     opts = ort.SessionOptions()
@@ -56,9 +56,9 @@ class SafetyClassifier:
                         opts.intra_op_num_threads = self.num_threads
                     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-                    self._clf = ort.InferenceSession(bundled_model_path(),  # explicit: never downloads
+                    self._sess = ort.InferenceSession(bundled_model_path(),  # explicit: never downloads
                                                      sess_options=opts, providers=["CPUExecutionProvider"])
-        return self._clf
+        return self._sess
 
     @staticmethod
     def _as_rgb(rgb: np.ndarray) -> np.ndarray:
