@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from ideohub.engines import ncnn_upscaler as nu
 from ideohub.engines.ncnn_upscaler import DEFAULT_MODEL, MODELS, NcnnUpscaler, model_flops
+from upscale_metrics import psnr
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("IDEOHUB_REGEN_GOLDEN") == "1"
@@ -65,9 +66,6 @@ def test_image(h: int = 80, w: int = 100) -> np.ndarray:
 test_image.__test__ = False  # helper, not a test
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 # ------------------------------------------------------------------------------ registry

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from ideohub.engines import ncnn_upscaler as nu
 from ideohub.engines.ncnn_upscaler import NcnnUpscaler
+from upscale_metrics import down2, lanczos2, psnr
 
 skdata = pytest.importorskip("skimage.data")
 skmetrics = pytest.importorskip("skimage.metrics")
@@ -30,23 +31,14 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "hubble_deep_field")
 # ------------------------------------------------------------------------------ helpers
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(skmetrics.structural_similarity(a, b, channel_axis=-1, data_range=255))
 
 
-def down2(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
-    return np.asarray(Image.fromarray(img).resize((w // 2, h // 2), Image.Resampling.BICUBIC))
 
 
-def lanczos2(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
-    return np.asarray(Image.fromarray(img).resize((w * 2, h * 2), Image.Resampling.LANCZOS))
 
 
 def hf_energy(x: np.ndarray) -> float:
