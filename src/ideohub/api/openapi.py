@@ -159,10 +159,9 @@ def _account_schemas() -> dict[str, Any]:
                                                     "prompts (`log_prompts`)."},
         "started_at": _nullable(_TIME, "When it started running; `null` before."),
     })
-    extension = dict(EXTENSION)
     return {
         "AccountBalance": {
-            "type": "object", "title": "AccountBalance", **extension,
+            "type": "object", "title": "AccountBalance", **EXTENSION,
             "description": "The caller's account and its balance.",
             "required": ["account_id", "name", "balance_usd", "unlimited", "currency_code"],
             "properties": {
@@ -175,7 +174,7 @@ def _account_schemas() -> dict[str, Any]:
             },
         },
         "AccountKeyLimits": {
-            "type": "object", "title": "AccountKeyLimits", **extension,
+            "type": "object", "title": "AccountKeyLimits", **EXTENSION,
             "description": "A key's limits; `null` is no limit of its own.",
             "required": ["rpm", "max_images_in_flight", "spend_cap_usd", "spent_usd", "expires_at",
                          "allowed_operations"],
@@ -192,7 +191,7 @@ def _account_schemas() -> dict[str, Any]:
             },
         },
         "AccountApiKey": {
-            "title": "AccountApiKey", **extension,
+            "title": "AccountApiKey", **EXTENSION,
             "description": "Ideogram's `ApiProfileApiKey` (`redacted_api_key`: the key's prefix and bullets, never "
                            "the secret; `status` `DISABLED`: revoked or expired; `label`: its name) with ideohub's "
                            "`current` and `limits`.",
@@ -204,7 +203,7 @@ def _account_schemas() -> dict[str, Any]:
                     "limits": _ref("AccountKeyLimits")}}],
         },
         "AccountApiKeysResponse": {
-            "title": "AccountApiKeysResponse", **extension,
+            "title": "AccountApiKeysResponse", **EXTENSION,
             "description": "Ideogram's `GetApiKeysV2Response`: the keys of the caller's account (revoked and "
                            "expired ones included, as `DISABLED`), each an `AccountApiKey`.",
             "allOf": [_ref("GetApiKeysV2Response"), {
@@ -212,7 +211,7 @@ def _account_schemas() -> dict[str, Any]:
                 "properties": {"api_keys": {"type": "array", "items": _ref("AccountApiKey")}}}],
         },
         "AccountToolUsage": {
-            "type": "object", "title": "AccountToolUsage", **extension,
+            "type": "object", "title": "AccountToolUsage", **EXTENSION,
             "description": "Ideogram's `ToolUsage`, for one operation, price tier and key: `amount` is Ideogram's "
                            "`Price` in cents, exact (it may be fractional, e.g. 2.5); ideohub adds `amount_usd`, "
                            "`images` and `requests`. `model_version` is our price tier, not Ideogram's "
@@ -234,28 +233,28 @@ def _account_schemas() -> dict[str, Any]:
             },
         },
         "AccountUsageSegment": {
-            "type": "object", "title": "AccountUsageSegment", **extension,
+            "type": "object", "title": "AccountUsageSegment", **EXTENSION,
             "description": "Ideogram's `UsageSegment`: one day (or hour), UTC; `segment_end` is its last second.",
             "required": ["segment_start", "segment_end", "tool_usage"],
             "properties": {"segment_start": _TIME, "segment_end": _TIME,
                            "tool_usage": {"type": "array", "items": _ref("AccountToolUsage")}},
         },
         "AccountUsageResponse": {
-            "type": "object", "title": "AccountUsageResponse", **extension,
+            "type": "object", "title": "AccountUsageResponse", **EXTENSION,
             "description": "Ideogram's `GetUsageInfoResponse` shape: the caller's account's charged usage, oldest "
                            "segment first; segments without usage are left out.",
             "required": ["usage_segments"],
             "properties": {"usage_segments": {"type": "array", "items": _ref("AccountUsageSegment")}},
         },
         "AccountRequest": {
-            "type": "object", "title": "AccountRequest", **extension,
+            "type": "object", "title": "AccountRequest", **EXTENSION,
             "description": "One request of the caller's account (no channel, engine or upstream detail).",
             "required": [*item, "images"],
             "properties": {**item, "images": {"type": "integer", "minimum": 0,
                                               "description": "How many images it delivered."}},
         },
         "AccountRequestPage": {
-            "type": "object", "title": "AccountRequestPage", **extension,
+            "type": "object", "title": "AccountRequestPage", **EXTENSION,
             "description": "A page of the account's requests, newest first.",
             "required": ["items", "next_before"],
             "properties": {
@@ -265,7 +264,7 @@ def _account_schemas() -> dict[str, Any]:
             },
         },
         "AccountRequestImage": {
-            "type": "object", "title": "AccountRequestImage", **extension,
+            "type": "object", "title": "AccountRequestImage", **EXTENSION,
             "required": ["url", "width", "height", "media_type", "expires_at"],
             "properties": {
                 "url": _nullable({"type": "string", "format": "uri"},
@@ -278,7 +277,7 @@ def _account_schemas() -> dict[str, Any]:
             },
         },
         "AccountRequestDetail": {
-            "type": "object", "title": "AccountRequestDetail", **extension,
+            "type": "object", "title": "AccountRequestDetail", **EXTENSION,
             "description": "One request of the caller's account in detail: an `AccountRequest` whose `images` is "
                            "the list of its images (`images_delivered` is their count), with its parameters.",
             "required": list(detail),
