@@ -384,6 +384,15 @@ def test_operator_finds_the_requests_in_the_log(browser: Browser, console: Conso
     go(browser, "dashboard")
     browser.wait().until(lambda d: by_id(browser, "dashboard-body").get_attribute("aria-busy") == "false")
     browser.shot("16-dashboard-after")
+    # one operation's own figures over time: the inpainting alone, charged exactly once
+    choose(browser, "dash-operation", "v3-edit")
+    wait_text(browser, "#dash-over-time", lambda t: "v3-edit" in t, "the dashboard never scoped to v3-edit")
+    browser.wait().until(lambda d: by_id(browser, "dashboard-body").get_attribute("aria-busy") == "false")
+    assert by_id(browser, "stat-requests").text.split()[-1] == "1"
+    assert usd(by_id(browser, "stat-revenue").text) == story["charges"]["v3-edit"]
+    assert [r.text.split()[0] for r in browser.driver.find_elements("css selector", "#dash-operations tbody tr")] == ["v3-edit"]
+    browser.shot("17-dashboard-one-operation")
+    choose(browser, "dash-operation", "")
     # the whole story ran in one page load: everything it fetched (scripts, styles, the API, the
     # images through their signed URLs) came from the server itself
     loaded = browser.driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")

@@ -334,7 +334,29 @@ def test_request_log_detail_stats_and_prices(start_server, fresh, backend, reque
     days = get(srv, "/admin/stats")
     assert days["bucket"] == "day" and days["hours"] == 168 and len(days["buckets"]) in (7, 8)
     assert sum(Decimal(b["revenue_usd"]) for b in days["buckets"]) == Decimal("0.14")
-    for params, field in [({"hours": "0"}, "hours"), ({"hours": "8761"}, "hours"), ({"bucket": "week"}, "bucket")]:
+    # ---- scoped to one operation or one channel: the same figures, narrowed, in every part
+    assert stats["operation"] is None and stats["channel"] is None
+
+    def totals(s: dict) -> tuple:
+        b = s["buckets"]
+        return (sum(x["requests"] for x in b), sum(x["images"] for x in b), sum(x["errors"] for x in b),
+                sum(Decimal(x["revenue_usd"]) for x in b), sum(Decimal(x["upstream_cost_usd"]) for x in b))
+
+    whole = get(srv, "/admin/stats", params={"hours": "24", "operation": "v3-generate"})
+    assert whole["operation"] == "v3-generate" and totals(whole) == totals(stats)
+    assert whole["by_operation"] == stats["by_operation"] and whole["by_channel"] == stats["by_channel"]
+    none = get(srv, "/admin/stats", params={"hours": "24", "operation": "v3-remix"})
+    assert totals(none) == (0, 0, 0, 0, 0) and none["by_operation"] == [] and none["by_channel"] == []
+    served = [i for i in items if i["channel"] == "up"]
+    on_up = get(srv, "/admin/stats", params={"hours": "24", "channel": "up"})
+    assert on_up["channel"] == "up" and totals(on_up) == (
+        len(served), sum(i["images"] for i in served), sum(i["state"] == "failed" for i in served),
+        sum(Decimal(i["price_usd"]) for i in served), Decimal("0.16"))
+    assert on_up["by_channel"] == stats["by_channel"]
+    assert totals(get(srv, "/admin/stats", params={"hours": "24", "channel": "elsewhere"})) == (0, 0, 0, 0, 0)
+    for params, field in [({"hours": "0"}, "hours"), ({"hours": "8761"}, "hours"), ({"bucket": "week"}, "bucket"),
+                          ({"operation": "paint"}, "operation"), ({"channel": "x" * 65}, "channel"),
+                          ({"channel": "caf\u00e9"}, "channel")]:
         assert problem(srv.client.get("/admin/stats", headers=ADMIN, params=params), 400).startswith(field)
 
     # ---- the effective price table

@@ -304,6 +304,8 @@ class StatsChannel(BaseModel):
 class StatsOut(BaseModel):
     hours: int
     bucket: Literal["hour", "day"]
+    operation: str | None = Field(description="the scope: this operation's requests and their upstream attempts")
+    channel: str | None = Field(description="the scope: the requests this channel served and its own attempts")
     buckets: list[StatsBucket]
     by_operation: list[StatsOperation]
     by_channel: list[StatsChannel]
@@ -475,8 +477,10 @@ async def stats(
     state: State,
     hours: Annotated[str | None, Query(description=f"1 to {MAX_HOURS} (default 168)")] = None,
     bucket: Annotated[str | None, Query(description="hour or day (default: hour up to 72 hours, else day)")] = None,
+    operation: Annotated[str | None, Query(description="only this operation (GET /admin/operations lists them)")] = None,
+    channel: Annotated[str | None, Query(description="only the requests this channel served and its attempts")] = None,
 ) -> Any:
-    return await manager(state).stats(hours, bucket)
+    return await manager(state).stats(hours, bucket, operation, channel)
 
 
 @router.get("/prices", response_model=PricesOut)

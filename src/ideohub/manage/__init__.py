@@ -77,10 +77,11 @@ class Manager:
 
         return price_view(self.price_table, self.settings.prices)
 
-    async def stats(self, hours: object = None, bucket: object = None) -> dict[str, Any]:
+    async def stats(self, hours: object = None, bucket: object = None, operation: object = None,
+                    channel: object = None) -> dict[str, Any]:
         from .stats import stats
 
-        return await stats(self.repo.session, hours, bucket)
+        return await stats(self.repo.session, hours, bucket, operation=operation, channel=channel)
 
     def _relays(self) -> list[Any]:
         """This process's relay engines (each serves many operations: one of each)."""

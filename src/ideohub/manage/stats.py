@@ -1,5 +1,7 @@
 """Dashboard figures from SQL aggregates (SQLite and PostgreSQL alike): per hour or day, per
-operation and per channel — requests, images, revenue (what was charged), upstream cost, errors."""
+operation and per channel — requests, images, revenue (what was charged), upstream cost, errors.
+A scope narrows every figure to one operation (its requests and their attempts) and/or one channel
+(the requests it served and its own attempts), so each has its own charts over time."""
 
 from __future__ import annotations
 
@@ -41,12 +43,25 @@ def _rate(errors: int, requests: int) -> float:
     return round(errors / requests, 4) if requests else 0.0
 
 
+def check_scope(operation: object, channel: object) -> dict[str, str | None]:
+    """``operation`` (a known one) and ``channel`` (a name), each optional; the request log's rules."""
+    from .requests import parse_filters
+
+    query = {k: v for k, v in (("operation", operation), ("channel", channel)) if isinstance(v, str) and v}
+    for field, value in (("operation", operation), ("channel", channel)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(field, "must be a string")
+    found = parse_filters(query, ("operation", "channel"))
+    return {"operation": found.get("operation"), "channel": found.get("channel")}
+
+
 async def stats(session: async_sessionmaker, hours: object = None, bucket: object = None,
-                now: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, operation: object = None, channel: object = None) -> dict[str, Any]:
     hours, bucket = check_window(hours, bucket)
+    scope = check_scope(operation, channel)
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=hours)
-    found = {r["start"]: r for r in await request_buckets(session, since, bucket)}
+    found = {r["start"]: r for r in await request_buckets(session, since, bucket, **scope)}
     step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
     buckets = []
     start = floor(since, bucket)
@@ -60,9 +75,9 @@ async def stats(session: async_sessionmaker, hours: object = None, bucket: objec
     by_operation = [{"operation": r["operation"], "requests": r["requests"], "images": r["images"],
                      "revenue_usd": micros_to_usd(r["revenue_micros"]),
                      "upstream_cost_usd": micros_to_usd(r["upstream_cost_micros"]), "errors": r["errors"]}
-                    for r in await operation_totals(session, since)]
+                    for r in await operation_totals(session, since, **scope)]
     by_channel = [{"channel": c["channel"], "attempts": c["attempts"], "errors": c["errors"],
                    "upstream_cost_usd": micros_to_usd(c["upstream_cost_micros"]), "latency_ms_p50": c["latency_ms_p50"]}
-                  for c in sorted((await channel_totals(session, since)).values(), key=lambda c: c["channel"])]
-    return {"hours": hours, "bucket": bucket, "buckets": buckets, "by_operation": by_operation,
+                  for c in sorted((await channel_totals(session, since, **scope)).values(), key=lambda c: c["channel"])]
+    return {"hours": hours, "bucket": bucket, **scope, "buckets": buckets, "by_operation": by_operation,
             "by_channel": by_channel}

@@ -18,14 +18,36 @@ def _day(col, dialect: str):  # type: ignore[no-untyped-def]
     return func.date(col) if dialect == "sqlite" else cast(col, Date)
 
 
-async def usage_report(session: async_sessionmaker, since: datetime, by: str) -> list[dict[str, Any]]:
+def _requests_in(q, operation: str | None, channel: str | None):  # type: ignore[no-untyped-def]
+    """Only the requests of ``operation`` and those ``channel`` served (a dashboard's scope)."""
+    if operation is not None:
+        q = q.where(RequestRecord.operation == operation)
+    if channel is not None:
+        q = q.where(RequestRecord.channel == channel)
+    return q
+
+
+def _attempts_in(q, operation: str | None, channel: str | None, joined: bool = False):  # type: ignore[no-untyped-def]
+    """Only the attempts made on ``channel`` for requests of ``operation`` (joined: the query already
+    joins the request)."""
+    if operation is not None:
+        if not joined:
+            q = q.join(RequestRecord, RequestRecord.id == UpstreamAttempt.request_id)
+        q = q.where(RequestRecord.operation == operation)
+    if channel is not None:
+        q = q.where(UpstreamAttempt.channel == channel)
+    return q
+
+
+async def usage_report(session: async_sessionmaker, since: datetime, by: str, operation: str | None = None,
+                       channel: str | None = None) -> list[dict[str, Any]]:
     if by not in GROUPINGS:
         raise ValueError(f"group by one of {', '.join(GROUPINGS)}")
     async with session() as s:
         dialect = s.bind.dialect.name
         rq = {"day": _day(RequestRecord.created_at, dialect), "key": RequestRecord.key_id,
               "operation": RequestRecord.operation}[by]
-        rows = (await s.execute(
+        rows = (await s.execute(_requests_in(
             select(
                 rq.label("group"),
                 func.count().label("requests"),
@@ -36,17 +58,17 @@ async def usage_report(session: async_sessionmaker, since: datetime, by: str) ->
             )
             .where(RequestRecord.created_at >= since)
             .group_by(rq)
-            .order_by(rq)
+            .order_by(rq), operation, channel)
         )).all()
         # what the upstreams cost us, attributed to the same groups through the request
         aq = {"day": _day(UpstreamAttempt.created_at, dialect), "key": RequestRecord.key_id,
               "operation": RequestRecord.operation}[by]
-        costs = dict((await s.execute(
+        costs = dict((await s.execute(_attempts_in(
             select(aq, func.coalesce(func.sum(UpstreamAttempt.cost_micros), 0))
             .select_from(UpstreamAttempt)
             .join(RequestRecord, RequestRecord.id == UpstreamAttempt.request_id)
             .where(UpstreamAttempt.created_at >= since)
-            .group_by(aq)
+            .group_by(aq), operation, channel, joined=True)
         )).all())
     return [
         {
@@ -97,8 +119,10 @@ def _attempt_errors():  # type: ignore[no-untyped-def]
 
 
 async def request_buckets(session: async_sessionmaker, since: datetime, bucket: str,
-                          account_id: str | None = None) -> list[dict[str, Any]]:
-    """Per hour or day: requests, images, revenue, upstream cost and failed requests."""
+                          account_id: str | None = None, operation: str | None = None,
+                          channel: str | None = None) -> list[dict[str, Any]]:
+    """Per hour or day: requests, images, revenue, upstream cost and failed requests (of one
+    operation, or served by one channel, when asked)."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     async with session() as s:
@@ -111,13 +135,14 @@ async def request_buckets(session: async_sessionmaker, since: datetime, bucket: 
              .where(RequestRecord.created_at >= since).group_by(b))
         if account_id is not None:
             q = q.where(RequestRecord.account_id == account_id)
-        rows = (await s.execute(q)).all()
+        rows = (await s.execute(_requests_in(q, operation, channel))).all()
         ab = _bucket(UpstreamAttempt.created_at, dialect, bucket)
         cq = (select(ab, func.coalesce(func.sum(UpstreamAttempt.cost_micros), 0))
               .where(UpstreamAttempt.created_at >= since).group_by(ab))
         if account_id is not None:
             cq = cq.join(RequestRecord, RequestRecord.id == UpstreamAttempt.request_id).where(
                 RequestRecord.account_id == account_id)
+        cq = _attempts_in(cq, operation, channel, joined=account_id is not None)
         costs = {as_utc(k): int(v or 0) for k, v in (await s.execute(cq)).all()}
     out = {as_utc(r.start): {"start": as_utc(r.start), "requests": int(r.requests), "images": int(r.images),
                              "revenue_micros": int(r.revenue), "upstream_cost_micros": 0, "errors": int(r.errors)}
@@ -128,38 +153,40 @@ async def request_buckets(session: async_sessionmaker, since: datetime, bucket: 
     return sorted(out.values(), key=lambda r: r["start"])
 
 
-async def operation_totals(session: async_sessionmaker, since: datetime) -> list[dict[str, Any]]:
+async def operation_totals(session: async_sessionmaker, since: datetime, operation: str | None = None,
+                           channel: str | None = None) -> list[dict[str, Any]]:
     """Per operation: requests, images, revenue, upstream cost and failed requests."""
-    rows = await usage_report(session, since, "operation")
+    rows = await usage_report(session, since, "operation", operation, channel)
     return [{"operation": r["operation"], "requests": r["requests"], "images": r["images"],
              "revenue_micros": r["charged_micros"], "upstream_cost_micros": r["upstream_cost_micros"],
              "errors": r["failed"]} for r in rows]
 
 
-async def channel_totals(session: async_sessionmaker, since: datetime) -> dict[str, dict[str, Any]]:
+async def channel_totals(session: async_sessionmaker, since: datetime, operation: str | None = None,
+                         channel: str | None = None) -> dict[str, dict[str, Any]]:
     """Per channel, from the upstream attempts since ``since``: attempts, errors (anything but ok or
     the caller's own rejected input), upstream cost and the median latency."""
     async with session() as s:
         dialect = s.bind.dialect.name
-        rows = (await s.execute(
+        rows = (await s.execute(_attempts_in(
             select(UpstreamAttempt.channel, func.count(), _attempt_errors(),
                    func.coalesce(func.sum(UpstreamAttempt.cost_micros), 0))
-            .where(UpstreamAttempt.created_at >= since).group_by(UpstreamAttempt.channel)
+            .where(UpstreamAttempt.created_at >= since).group_by(UpstreamAttempt.channel), operation, channel)
         )).all()
         if dialect == "postgresql":
-            p50 = dict((await s.execute(
+            p50 = dict((await s.execute(_attempts_in(
                 select(UpstreamAttempt.channel,
                        func.percentile_cont(0.5).within_group(UpstreamAttempt.latency_ms))
-                .where(UpstreamAttempt.created_at >= since).group_by(UpstreamAttempt.channel)
+                .where(UpstreamAttempt.created_at >= since).group_by(UpstreamAttempt.channel), operation, channel)
             )).all())
         else:
             samples: dict[str, list[float]] = {}
-            for channel, latency in (await s.execute(
+            for name, latency in (await s.execute(_attempts_in(
                 select(UpstreamAttempt.channel, UpstreamAttempt.latency_ms)
                 .where(UpstreamAttempt.created_at >= since)
-                .order_by(UpstreamAttempt.created_at.desc()).limit(P50_SAMPLE)
+                .order_by(UpstreamAttempt.created_at.desc()).limit(P50_SAMPLE), operation, channel)
             )).all():
-                samples.setdefault(channel, []).append(float(latency))
+                samples.setdefault(name, []).append(float(latency))
             p50 = {c: _median(v) for c, v in samples.items()}
     return {c: {"channel": c, "attempts": int(n), "errors": int(e), "upstream_cost_micros": int(cost or 0),
                 "latency_ms_p50": round(float(p50[c]), 1) if p50.get(c) is not None else None}

@@ -87,16 +87,30 @@ const RANGES = [
   { value: "365d", label: "Last 365 days (daily)", hours: 8760, bucket: "day" },
 ];
 let dashboardRange = "7d";
+const dashboardScope = { operation: "", channel: "" };
 
 async function mountDashboard(view, { op }) {
+  let operations = [];
+  let channels = [];
+  await Promise.all([
+    loadOperations(op).then((o) => { operations = o || []; }).catch(() => {}),
+    op("admin/channels").then((c) => { channels = c || []; }).catch(() => {}),
+  ]);
+  const channelNames = [...new Set([...channels.map((c) => c.name), dashboardScope.channel].filter(Boolean))].sort();
   const rangeField = field({ id: "dash-range", label: "Period", type: "select", value: dashboardRange,
                              options: RANGES.map((r) => ({ value: r.value, label: r.label })) });
+  const operationField = field({ id: "dash-operation", label: "Operation", type: "select", value: dashboardScope.operation,
+                                 options: [{ value: "", label: "All operations" },
+                                           ...operations.map((o) => ({ value: o.operation, label: o.operation }))] });
+  const channelField = field({ id: "dash-channel", label: "Channel", type: "select", value: dashboardScope.channel,
+                               options: [{ value: "", label: "All channels" }, ...channelNames.map((n) => ({ value: n, label: n }))] });
   const refresh = el("button", { type: "button", id: "dash-refresh", class: "secondary" }, "Refresh");
   const body = el("div", { id: "dashboard-body", "aria-busy": "true" });
   const errorBox = el("div", { id: "dashboard-error", hidden: true });
   view.append(
-    pageHeader("Dashboard", "Requests, images, revenue, upstream cost and errors over time, per operation and per channel."),
-    el("div", { class: "toolbar" }, rangeField, refresh),
+    pageHeader("Dashboard", "Requests, images, revenue, upstream cost and errors over time, per operation and per channel. "
+               + "Choose an operation or a channel to see its own figures over time."),
+    el("div", { class: "toolbar" }, rangeField, operationField, channelField, refresh),
     errorBox, body);
 
   async function load() {
@@ -104,7 +118,10 @@ async function mountDashboard(view, { op }) {
     body.setAttribute("aria-busy", "true");
     errorBox.hidden = true;
     try {
-      const stats = await op("admin/stats", { query: { hours: range.hours, bucket: range.bucket } });
+      const query = { hours: range.hours, bucket: range.bucket };
+      if (dashboardScope.operation) query.operation = dashboardScope.operation;
+      if (dashboardScope.channel) query.channel = dashboardScope.channel;
+      const stats = await op("admin/stats", { query });
       renderDashboard(body, stats, range);
     } catch (err) {
       showError(errorBox, err, "The statistics could not be loaded: ");
@@ -113,8 +130,17 @@ async function mountDashboard(view, { op }) {
     }
   }
   document.getElementById("dash-range").addEventListener("change", (e) => { dashboardRange = e.target.value; load(); });
+  for (const name of ["operation", "channel"]) {
+    document.getElementById(`dash-${name}`).addEventListener("change", (e) => { dashboardScope[name] = e.target.value; load(); });
+  }
   refresh.addEventListener("click", () => busy(refresh, load));
   await load();
+}
+
+/** "Over time", or "Over time: operation v3-generate, channel up" when the figures are scoped. */
+function scopeTitle(title, stats) {
+  const parts = [stats.operation ? `operation ${stats.operation}` : "", stats.channel ? `channel ${stats.channel}` : ""].filter(Boolean);
+  return parts.length ? `${title}: ${parts.join(", ")}` : title;
 }
 
 function renderDashboard(body, stats, range) {
@@ -139,7 +165,7 @@ function renderDashboard(body, stats, range) {
       card("stat-cost", "Upstream cost", fmtUsd(microsToUsd(cost))),
       card("stat-margin", "Margin", fmtUsd(microsToUsd(revenue - cost))),
       card("stat-error-rate", "Error rate", requests ? fmtPercent(errors / requests) : "—")),
-    el("h2", null, "Over time"),
+    el("h2", { id: "dash-over-time" }, scopeTitle("Over time", stats)),
     el("div", { class: "chart-grid" },
       timeChart({ id: "chart-requests", title: "Requests and errors", points: buckets, bucket: range.bucket, format: fmtInt, integer: true,
                   series: [{ name: "Requests", value: (b) => b.requests }, { name: "Errors", value: (b) => b.errors }] }),
