@@ -194,6 +194,22 @@ def test_rpm_refused_requests_do_not_count_and_keys_are_separate(backend: Backen
     backend.run(scenario)
 
 
+def test_asking_without_counting_answers_the_same_and_moves_nothing(backend: Backend):
+    """``count=False`` (an admin token that is right still waits out a lockout its guesses earned)."""
+    async def scenario() -> None:
+        lim, clock = backend.limiter(), backend.clock
+        for _ in range(50):
+            assert await retry_after(lim.hit("k", 3, count=False)) is None  # asking never uses the burst
+        assert [await retry_after(lim.hit("k", 3)) for _ in range(3)] == [None] * 3
+        assert await retry_after(lim.hit("k", 3, count=False)) == 20  # locked: the same answer as a hit
+        clock.advance(20)
+        assert await retry_after(lim.hit("k", 3, count=False)) is None
+        assert await retry_after(lim.hit("k", 3)) is None
+        assert await retry_after(lim.hit("k", 3)) == 20
+
+    backend.run(scenario)
+
+
 def test_a_limit_over_any_period_bursts_then_spaces_requests(backend: Backend):
     """GCRA over an arbitrary window (polling: ``poll_limit`` per ``poll_window_s``): a burst of
     ``limit`` fits in one period, then one every ``period/limit`` seconds."""
@@ -552,3 +568,21 @@ def test_memory_and_redis_give_identical_answers_to_the_same_script():
     assert any(e[0] == "status" and e[2].cooling for e in memory)
     assert any(e[0] == "status" and e[2].probing for e in memory)
     assert any(e[0] == "hit" and e[1] for e in memory) and any(e[0] == "take" and e[1] for e in memory)
+
+
+def test_the_memory_limiter_forgets_keys_whose_time_has_passed():
+    """Keys that come and go (client addresses on the sign-in limit) do not grow it without bound."""
+    from ideohub.gate.limits import PRUNE_AT, MemoryLimiter
+
+    now = [0.0]
+    lim = MemoryLimiter(clock=lambda: now[0])
+
+    async def scenario() -> None:
+        for i in range(3 * PRUNE_AT):
+            await lim.hit(f"client-{i}", 10)
+            now[0] += 1.0  # each key's one hit has passed 6 s later
+        assert len(lim._tat) <= PRUNE_AT + 1
+        await lim.hit("client-last", 1)
+        assert await retry_after(lim.hit("client-last", 1)) == 60  # live keys are kept
+
+    asyncio.run(scenario())

@@ -414,6 +414,34 @@ def test_sign_in_attempts_are_rate_limited_per_client(serve):
     assert signed_in(srv, **client_a).csrf  # a minute later: allowed again
 
 
+def test_bearer_guesses_at_the_admin_api_share_the_sign_in_limit(serve):
+    """The admin token can be guessed on any /admin route too: wrong Bearers count against the same
+    per-address budget as sign-ins, and a locked-out address is refused even with the right token
+    (so the 429 says nothing about the guess). Right Bearers count nothing: scripts are not slowed."""
+    clock = FakeClock()
+    srv = serve(admin_token=TOKEN, clock=clock, trusted_proxies=["127.0.0.1"])
+    guesser, script = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "203.0.113.10"}
+
+    def admin(token: str, client: dict[str, str]) -> httpx.Response:
+        return httpx.get(srv.url + "/admin/accounts", headers={"Authorization": f"Bearer {token}", **client})
+
+    for _ in range(30):
+        assert admin(TOKEN, script).status_code == 200
+    assert signed_in(srv, **script).csrf  # thirty right Bearers used none of the ten attempts
+    for i in range(9):
+        problem(admin(f"guess-{i}", guesser), 401)
+    problem(sign_in(srv, "guess-9", **guesser), 401)  # sign-ins and Bearers share one budget
+    r = admin("guess-10", guesser)
+    assert "10 attempts per minute" in problem(r, 429)["detail"] and int(r.headers["retry-after"]) >= 1
+    r = admin(TOKEN, guesser)  # the right token waits out the lockout too
+    assert problem(r, 429) and "accounts" not in r.text
+    problem(httpx.post(srv.url + "/admin/accounts", json={"name": "x"},
+                       headers={"Authorization": "Bearer guess-11", **guesser}), 429)
+    assert admin(TOKEN, script).status_code == 200  # another address is not affected
+    clock.advance(6)  # one attempt's worth of the budget back
+    assert admin(TOKEN, guesser).status_code == 200
+
+
 def test_https_behind_a_trusted_proxy_sets_a_secure_cookie(serve):
     srv = serve(admin_token=TOKEN, trusted_proxies=["127.0.0.1"])
     proxied = {"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "https"}

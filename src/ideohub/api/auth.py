@@ -3,6 +3,7 @@ treated the same. The header name is case-insensitive (``api-key`` works too).""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from starlette.requests import Request
@@ -28,9 +29,11 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def bearer_matches(authorization: str | None, secret: str) -> bool:
-    """Whether the header presents ``secret`` as a bearer token (constant-time comparison)."""
+    """Whether the header presents ``secret`` as a bearer token: constant-time, and blind to the
+    secret's length (digests of equal size are compared)."""
     token = bearer_token(authorization)
-    return token is not None and hmac.compare_digest(token.encode(), secret.encode())
+    return token is not None and hmac.compare_digest(hashlib.sha256(token.encode()).digest(),
+                                                     hashlib.sha256(secret.encode()).digest())
 
 
 def presented_key(request: Request) -> str | None:

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..domain.errors import IdeohubError, InvalidRequest, PayloadTooLarge, RequestTimeout
-from ..console.auth import precheck, sessions_of
+from ..console.auth import precheck, sessions_of, token_attempt_denial
 from .problems import error_response, in_dialect
 
 ADMIN_PREFIX = "/admin"
@@ -90,8 +90,12 @@ class BodyLimitMiddleware:
             return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             state = getattr(getattr(scope.get("app"), "state", None), "ideohub", None)
-            denial = precheck(settings, scope["method"], headers, scope.get("scheme", "http"),
-                              sessions_of(state)).denial
+            checked = precheck(settings, scope["method"], headers, scope.get("scheme", "http"), sessions_of(state))
+            denial = checked.denial
+            if checked.bearer:  # an attempt at the admin token: a wrong one counts, a locked-out address waits
+                client = scope.get("client")
+                denial = await token_attempt_denial(state, client[0] if client else None,
+                                                    count=denial is not None) or denial
             if denial is not None:
                 await refuse(denial)
                 return

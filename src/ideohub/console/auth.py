@@ -12,6 +12,11 @@ console's session cookie (browsers), decided in one place for every ``/admin`` r
 
 ``precheck`` is everything but the database lookup; ``BodyLimitMiddleware`` runs it before a
 request body is read, so it never refuses what ``operator_denial`` would accept.
+
+Guesses at the admin token are limited per client address (an IPv6 /64), wherever they are made
+(``token_attempt_denial``): every console sign-in counts, and every wrong ``Bearer`` on ``/admin``.
+A right ``Bearer`` counts nothing (scripts are not slowed) but is refused too while the address is
+locked out, so a 429 tells a guesser nothing about the token.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from urllib.parse import urlsplit
 from starlette.requests import Request, cookie_parser
 
 from ..api.auth import bearer_matches
+from ..api.server import client_key
 from ..config import Settings
-from ..domain.errors import Forbidden, IdeohubError, NotFound, Unauthorized
+from ..domain.errors import Forbidden, IdeohubError, NotFound, RateLimited, Unauthorized
 from .sessions import Active, ConsoleSessions
 
 COOKIE_NAME = "ideohub_console"
@@ -40,13 +46,30 @@ SESSION_INVALID = "the console session has expired or ended (or admin_token chan
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
+async def token_attempt_denial(state: Any, host: str | None, count: bool) -> RateLimited | None:
+    """A 429 when ``host`` has used up its ``console_signin_per_minute`` admin-token attempts
+    (``count``: this attempt is one of them), else None. The limiter is shared by a fleet when it is Redis."""
+    service = getattr(state, "service", None)
+    if service is None:
+        return None
+    per_minute = state.settings.console_signin_per_minute
+    try:
+        await service.limiter.hit(f"console-signin:{client_key(host or 'unknown')}", per_minute, 60.0, count=count)
+    except RateLimited as exc:
+        return RateLimited(f"admin token: at most {per_minute} attempts per minute from one address; "
+                           f"try again in {exc.retry_after} s", exc.retry_after)
+    return None
+
+
 @dataclass(frozen=True)
 class Precheck:
     """``denial``: refused without a database lookup; else ``cookie`` (a session to look up) or
-    neither (the Bearer admin token was accepted)."""
+    neither (the Bearer admin token was accepted). ``bearer``: an ``Authorization`` header decided
+    (an attempt at the admin token, for ``token_attempt_denial``)."""
 
     denial: IdeohubError | None = None
     cookie: str | None = None
+    bearer: bool = False
 
 
 def session_cookie(cookie_header: str | None) -> str | None:
@@ -124,8 +147,8 @@ def precheck(settings: Settings, method: str, headers: Mapping[str, str], scheme
     authorization = headers.get("authorization")
     if authorization is not None and authorization.strip():
         if bearer_matches(authorization, token):
-            return Precheck()
-        return Precheck(Unauthorized(NEEDS_AUTH))
+            return Precheck(bearer=True)
+        return Precheck(Unauthorized(NEEDS_AUTH), bearer=True)
     cookie = session_cookie(headers.get("cookie"))
     if cookie is None:
         return Precheck(Unauthorized(NEEDS_AUTH))

@@ -39,10 +39,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Match
 
 from ..config import Settings
-from ..domain.errors import (IdeohubError, InvalidRequest, NotFound, RateLimited, Unauthorized,
+from ..domain.errors import (IdeohubError, InvalidRequest, NotFound, Unauthorized,
                              UnsupportedMediaType)
 from ..api.problems import error_response, problem
-from .auth import COOKIE_NAME, cross_site_denial, csrf_denial, session_cookie, sessions_of, wall_now
+from .auth import (COOKIE_NAME, cross_site_denial, csrf_denial, session_cookie, sessions_of, token_attempt_denial,
+                   wall_now)
 from .sessions import ConsoleSessions
 
 log = logging.getLogger("ideohub.console")
@@ -249,12 +250,9 @@ async def sign_in(request: Request) -> JSONResponse:
     if denial is not None:
         raise denial
     fields = _sign_in_fields(request, await request.body())
-    per_minute = settings.console_signin_per_minute
-    try:  # every attempt with a token counts, right or wrong; shared by a fleet when the limiter is Redis
-        await state.service.limiter.hit(f"console-signin:{_client(request)}", per_minute, 60.0)
-    except RateLimited as exc:
-        raise RateLimited(f"sign-in: at most {per_minute} attempts per minute from one address; "
-                          f"try again in {exc.retry_after} s", exc.retry_after) from None
+    limited = await token_attempt_denial(state, _client(request), count=True)  # right or wrong, every sign-in counts
+    if limited is not None:
+        raise limited
     sessions = _sessions(request)
     if not _same_token(sessions, fields.admin_token, settings.admin_token):
         log.warning('{"console": "operator sign-in refused", "client": %s}', json.dumps(_client(request)))

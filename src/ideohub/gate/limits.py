@@ -27,11 +27,13 @@ WINDOW_S = 60.0
 # Float rounding: ``limit`` additions of ``period/limit`` (1,000 × 0.01 s) can land a hair past the
 # period and refuse the last request of a burst; decisions allow this much slack (the Lua does too).
 TOLERANCE_S = 0.001
+PRUNE_AT = 10_000  # MemoryLimiter drops passed TATs once it holds this many keys
 
 
 class Limiter(Protocol):
-    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S) -> None:
-        """Count one request; raise ``RateLimited`` when over ``rpm`` requests per ``period_s``."""
+    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S, count: bool = True) -> None:
+        """Count one request; raise ``RateLimited`` when over ``rpm`` requests per ``period_s``.
+        ``count=False`` only asks: it raises the same way but counts nothing."""
         ...
 
     async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:
@@ -64,16 +66,27 @@ class MemoryLimiter:
     def __init__(self, lease_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
         """``clock``: seconds on any monotonic scale; tests inject one to move time on without sleeping."""
         self._tat: dict[str, float] = {}
+        self._prune_at = PRUNE_AT
         self._leases: dict[str, dict[str, tuple[int, float]]] = {}
         self.lease_s = lease_s
         self.clock = clock
 
-    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S) -> None:
+    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S, count: bool = True) -> None:
         now = self.clock()
         allowed, tat, retry = gcra_decide(self._tat.get(key_id, now), now, rpm, period_s)
         if not allowed:
             raise RateLimited(limit_text(rpm, period_s), math.ceil(retry))
-        self._tat[key_id] = tat
+        if count:
+            self._tat[key_id] = tat
+            if len(self._tat) > self._prune_at:
+                self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Forget keys whose TAT has passed (the same as a fresh key), so keys that come and go
+        (client addresses) cannot grow the table without bound; the threshold doubles while most
+        entries are still live."""
+        self._tat = {k: t for k, t in self._tat.items() if t > now}
+        self._prune_at = max(PRUNE_AT, 2 * len(self._tat))
 
     async def acquire_images(self, key_id: str, lease_id: str, images: int, limit: int) -> None:
         now = self.clock()

@@ -51,8 +51,8 @@ local function fmt(x) return string.format('%.17g', x) end
 """
 
 # KEYS[1] TAT key; ARGV[1] now, ARGV[2] interval = period/limit, ARGV[3] window = period (60 s for rpm),
-# ARGV[4] tolerance (limits.TOLERANCE_S)
-# → {1, "0"} allowed (TAT moved on), or {0, "<retry-after seconds>"}
+# ARGV[4] tolerance (limits.TOLERANCE_S), ARGV[5] '1' to count the request, '0' only to ask
+# → {1, "0"} allowed (TAT moved on when counted), or {0, "<retry-after seconds>"}
 GCRA_LUA = LUA_NOW + """
 local interval = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -62,6 +62,7 @@ local allow_at = tat - (window - interval)
 if now + tonumber(ARGV[4]) < allow_at then
   return {0, fmt(allow_at - now)}
 end
+if ARGV[5] == '0' then return {1, '0'} end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], fmt(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + pad_ms)
 return {1, '0'}
@@ -169,9 +170,9 @@ class RedisLimiter:
     def _images_key(self, key_id: str) -> str:
         return f"{self.prefix}img:{key_id}"
 
-    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S) -> None:
+    async def hit(self, key_id: str, rpm: int, period_s: float = WINDOW_S, count: bool = True) -> None:
         key = self._rpm_key(key_id)
-        args = [now_arg(self.clock), period_s / rpm, period_s, TOLERANCE_S]
+        args = [now_arg(self.clock), period_s / rpm, period_s, TOLERANCE_S, "1" if count else "0"]
         allowed, retry = await run_script(self._gcra, [key], args)  # type: ignore[misc]
         if not int(allowed):
             raise RateLimited(limit_text(rpm, period_s), math.ceil(float(retry)))
