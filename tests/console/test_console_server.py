@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -550,6 +552,13 @@ def test_the_console_works_behind_a_reverse_proxy_under_a_path_prefix(serve):
             assert r.status_code == 200 and str(r.url) == proxy.url + "/hub/console/"
             assert r.content == (STATIC_DIR / "index.html").read_bytes()
             assert page.get("/hub/console/static/app.js").status_code == 200
+            # /docs too: every URL of the page resolves under the prefix
+            docs = page.get("/hub/docs")
+            assert docs.status_code == 200
+            found = [a or b for a, b in re.findall(r"""(?:src|href)="([^"]+)"|url: '([^']+)'""", docs.text)]
+            assert len(found) == 4
+            for url in found:
+                assert page.get(urljoin(proxy.url + "/hub/docs", url)).status_code == 200, url
             r = page.post("/hub/console/api/session", json={"admin_token": TOKEN}, headers={"Origin": proxy.url})
             assert r.status_code == 200, r.text
             csrf = r.json()["csrf_token"]

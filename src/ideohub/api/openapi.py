@@ -1168,13 +1168,14 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
     async def docs(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        # URLs relative to the page (/docs), so it works under any path prefix a reverse proxy adds
+        assets = ASSETS_PATH.lstrip("/")
         return get_swagger_ui_html(
-            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            openapi_url=(app.openapi_url or "/openapi.json").lstrip("/"),
             title=f"{app.title} — API docs",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon-32x32.png",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
             swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         )
 
