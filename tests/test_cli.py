@@ -108,6 +108,11 @@ def test_keys_list_shows_every_limit_and_status(tmp_path):
                   "--operations", "upscale,v3-generate", "--data-dir", str(data))
     assert limited.returncode == 0, limited.stderr
     expired = cli("keys", "create", "--name", "old", "--expires-in-days", "-1", "--data-dir", str(data))
+    for days in ("inf", "nan", "1e9", "-36501"):  # a clear refusal, never a traceback
+        bad = cli("keys", "create", "--name", "x", "--expires-in-days", days, "--data-dir", str(data))
+        assert bad.returncode == 2 and "--expires-in-days: must be a number of days" in " ".join(bad.stderr.split()), bad
+        bad = cli("keys", "edit", "key_x", "--expires-in-days", days, "--data-dir", str(data))
+        assert bad.returncode == 2 and "--expires-in-days" in bad.stderr and "Traceback" not in bad.stderr, bad
     revoked = cli("keys", "create", "--name", "gone", "--data-dir", str(data))
     gone_id = next(tok for tok in revoked.stderr.split() if tok.startswith("key_"))
     assert cli("keys", "revoke", gone_id, "--data-dir", str(data)).returncode == 0

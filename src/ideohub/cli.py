@@ -291,13 +291,12 @@ def keys_create(
 ) -> None:
     """Create an API key; prints it alone on the last line (it is shown only once). The same
     rules and defaults as POST /admin/keys."""
-    from datetime import UTC, datetime, timedelta
+    from .manage.keys import expiry_after_days
 
     settings = _settings(data_dir, config)
-    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
     row, plaintext = _manage(settings, lambda m: m.keys.create(
-        account_id=account, name=name, rpm=rpm, max_images_in_flight=max_images, expires_at=expires,
-        allowed_operations=operations, spend_cap_usd=spend_cap))
+        account_id=account, name=name, rpm=rpm, max_images_in_flight=max_images,
+        expires_at=expiry_after_days(expires_in_days), allowed_operations=operations, spend_cap_usd=spend_cap))
     err.print(f"created key {row.id} ({row.name or 'unnamed'}) for account {row.account_id}", markup=False,
               highlight=False)
     print(plaintext)
@@ -450,7 +449,7 @@ def keys_edit(
 ) -> None:
     """Change a key's label or limits; options left out stay as they are. The same rules as
     PATCH /admin/keys/{id}."""
-    from datetime import UTC, datetime, timedelta
+    from .manage.keys import expiry_after_days
 
     clearable = {"rpm": "rpm", "max-images-in-flight": "max_images_in_flight", "expires": "expires_at",
                  "operations": "allowed_operations", "spend-cap": "spend_cap_usd"}
@@ -461,11 +460,12 @@ def keys_edit(
             raise typer.Exit(2)
         changes[clearable[item]] = None
     given = {"name": name, "rpm": rpm, "max_images_in_flight": max_images, "allowed_operations": operations,
-             "spend_cap_usd": spend_cap,
-             "expires_at": datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None}
+             "spend_cap_usd": spend_cap}
     changes.update({k: v for k, v in given.items() if v is not None})
     settings = _settings(data_dir, config)
-    row = _manage(settings, lambda m: m.keys.update(key_id, changes))
+    expiry = {} if expires_in_days is None else {"expires_at": expires_in_days}
+    row = _manage(settings, lambda m: m.keys.update(key_id, {
+        **changes, **{k: expiry_after_days(v) for k, v in expiry.items()}}))
     err.print(f"key {row.id} updated", markup=False, highlight=False)
 
 

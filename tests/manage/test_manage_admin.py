@@ -111,6 +111,13 @@ def test_the_cli_and_the_admin_api_agree_on_defaults_and_money(start_server):
         .startswith("group: unknown group 'gold'")
     out = cli(srv, "accounts", "create", "x", "--group", "gold")
     assert out.returncode == 2 and "--group: unknown group 'gold'" in " ".join(out.stderr.split())
+    # a misspelt field is named, never dropped (a typo'd group must not make a default-group account)
+    for path, body in [("/admin/accounts", {"name": "y", "gruop": "gold"}),
+                       (f"/admin/accounts/{account}/topup", {"usd": "1", "nots": "x"}),
+                       (f"/admin/accounts/{account}/adjust", {"usd": "1", "note": "n", "notes": "x"})]:
+        detail = problem(srv.client.post(path, headers=ADMIN, json=body), 400)
+        assert detail.startswith(next(k for k in body if k not in ("name", "usd", "note"))), (path, detail)
+    assert "y" not in [a["name"] for a in get(srv, "/admin/accounts")]
     assert get(srv, f"/admin/accounts/{account}")["balance_usd"] == "0"  # nothing moved
 
 
@@ -159,6 +166,45 @@ def test_keys_are_edited_with_every_limit(start_server):
 
 
 # ------------------------------------------------------------ 2. channels on a running server
+
+
+def test_a_fleet_api_instance_closes_every_reader_of_the_shared_channel_state(start_server, fresh, monkeypatch):
+    """An instance without a relay engine reads channel health from Redis through a short-lived
+    reader per route: every one opened is closed, whatever the route and however it ends."""
+    import redis
+
+    from ideohub.engines.relay import redis_state
+
+    redis_url = os.environ.get("IDEOHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("IDEOHUB_REQUIRE_SERVICES") == "1":
+            raise
+        pytest.skip(f"Redis at {redis_url} is unreachable: {exc}")
+    opened, closed = [], []
+    real_init, real_close = redis_state.RedisChannelState.__init__, redis_state.RedisChannelState.aclose
+
+    def init(self, *a: Any, **kw: Any) -> None:  # type: ignore[no-untyped-def]
+        real_init(self, *a, **kw)
+        opened.append(self)
+
+    async def aclose(self) -> None:  # type: ignore[no-untyped-def]
+        closed.append(self)
+        await real_close(self)
+
+    monkeypatch.setattr(redis_state.RedisChannelState, "__init__", init)
+    monkeypatch.setattr(redis_state.RedisChannelState, "aclose", aclose)
+    srv = start_server(admin_token=TOKEN, redis_url=redis_url)  # no engines: a fleet's API instance
+    body = {"name": "far", "base_url": fresh[0].base_url, "key": SIM_KEY, "auth": "api-key", "path_style": "official"}
+    assert srv.client.post("/admin/channels", headers=ADMIN, json=body).status_code == 201
+    assert srv.client.patch("/admin/channels/far", headers=ADMIN, json={"weight": 2}).status_code == 200
+    assert srv.client.post("/admin/channels/far/test", headers=ADMIN).json()["ok"] is True
+    assert [c["name"] for c in get(srv, "/admin/channels")] == ["far"]
+    problem(srv.client.patch("/admin/channels/far", headers=ADMIN, json={"weight": 0}), 400)  # ends in an error
+    problem(srv.client.post("/admin/channels/nope/test", headers=ADMIN), 404)
+    assert srv.client.delete("/admin/channels/far", headers=ADMIN).status_code == 204
+    assert len(opened) >= 7 and sorted(map(id, closed)) == sorted(map(id, opened))
 
 
 def test_channels_add_test_edit_and_remove_on_a_running_server(start_server, fresh):

@@ -9,6 +9,8 @@ OpenAPI document; ``manage`` checks them (a 400 naming the field and the rule)."
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -50,6 +52,8 @@ def manager(state: Any) -> Manager:
 
 
 class AccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is named, not dropped
+
     name: str = Field(min_length=1, max_length=MAX_NAME)
     group: str = Field(default="default", max_length=64)
     unlimited: StrictBool = False
@@ -65,12 +69,16 @@ class AccountOut(BaseModel):
 
 
 class TopupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is named, not dropped
+
     usd: str = Field(description="Amount in US dollars, e.g. \"10\" or \"0.25\"; must be positive "
                                  "(corrections go through /adjust)", max_length=40)
     note: str | None = Field(default=None, max_length=200)
 
 
 class AdjustIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is named, not dropped
+
     usd: str = Field(description="Correction in US dollars, negative to debit, e.g. \"-1.25\"; not zero", max_length=40)
     note: str | None = Field(default=None, description="Why (required; kept on the ledger row)", max_length=200)
 
@@ -395,42 +403,45 @@ async def operations(state: State) -> Any:
 # ------------------------------------------------------------ channels
 
 
-async def _channels(state: Any):  # type: ignore[no-untyped-def]
+@asynccontextmanager
+async def _channels(state: Any) -> AsyncIterator[Any]:
+    """The channel manager, with this instance's live state or (a fleet's API instance) a reader of
+    the shared one, closed when the route is done."""
     m = manager(state)
     shared = await m.shared_live_state()
-    return m.channels(live=shared), shared
+    try:
+        yield m.channels(live=shared)
+    finally:
+        if shared is not None:
+            await shared.aclose()
 
 
 @router.get("/channels", response_model=list[ChannelOut])
 async def list_channels(state: State) -> Any:
     """Every channel with its health: stored (shared by every instance), live (in flight,
     cooldowns) and the last hour's attempts. Never a key."""
-    channels, shared = await _channels(state)
-    try:
+    async with _channels(state) as channels:
         return await channels.views()
-    finally:
-        if shared is not None:
-            await shared.aclose()
 
 
 @router.post("/channels", response_model=ChannelOut, status_code=201)
 async def add_channel(body: ChannelIn, state: State) -> Any:
-    channels, _ = await _channels(state)
-    channel = await channels.add(body.model_dump(exclude_unset=True))
-    return await channels.view(channel.name)
+    async with _channels(state) as channels:
+        channel = await channels.add(body.model_dump(exclude_unset=True))
+        return await channels.view(channel.name)
 
 
 @router.patch("/channels/{name}", response_model=ChannelOut)
 async def update_channel(name: str, body: ChannelPatch, state: State) -> Any:
-    channels, _ = await _channels(state)
-    await channels.update(name, {f: getattr(body, f) for f in body.model_fields_set})
-    return await channels.view(name)
+    async with _channels(state) as channels:
+        await channels.update(name, {f: getattr(body, f) for f in body.model_fields_set})
+        return await channels.view(name)
 
 
 @router.delete("/channels/{name}", status_code=204)
 async def remove_channel(name: str, state: State) -> Response:
-    channels, _ = await _channels(state)
-    await channels.remove(name)
+    async with _channels(state) as channels:
+        await channels.remove(name)
     return Response(status_code=204)
 
 
@@ -438,8 +449,8 @@ async def remove_channel(name: str, state: State) -> Response:
 async def test_channel(name: str, state: State) -> Any:
     """Reachability and the key, at no cost (an empty V3 generate must be refused for its missing
     prompt, not for the key)."""
-    channels, _ = await _channels(state)
-    return (await channels.test(name)).public()
+    async with _channels(state) as channels:
+        return (await channels.test(name)).public()
 
 
 # ------------------------------------------------------------ the request log, figures and prices

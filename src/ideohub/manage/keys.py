@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..config import Settings
@@ -78,6 +78,19 @@ def check_expiry(value: object, field: str = "expires_at") -> datetime | None:
     if not isinstance(value, datetime):
         raise InvalidRequest(field, "must be an ISO 8601 date-time")
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+MAX_EXPIRY_DAYS = 36_500
+
+
+def expiry_after_days(days: float | None) -> datetime | None:
+    """``days`` from now (the CLI's ``--expires-in-days``; negative: already expired), or None;
+    a finite number of at most 100 years either way."""
+    if days is None:
+        return None
+    if not -MAX_EXPIRY_DAYS <= days <= MAX_EXPIRY_DAYS:  # NaN and infinities fail too
+        raise InvalidRequest("expires_at", f"must be a number of days from -{MAX_EXPIRY_DAYS} to {MAX_EXPIRY_DAYS}")
+    return datetime.now(UTC) + timedelta(days=days)
 
 
 def _aware(t: datetime | None) -> datetime | None:
