@@ -130,3 +130,25 @@ def test_keys_list_shows_every_limit_and_status(tmp_path):
     assert dict(zip(header, rows["gone"]))["status"] == "revoked"
     for secret in (limited, expired, revoked):
         assert secret.stdout.strip().splitlines()[-1] not in listed.stdout
+
+
+def test_the_first_key_serve_creates_takes_the_configured_defaults(tmp_path):
+    """``ideohub serve`` on an empty data directory prints a first key; it is made by the same
+    rule as every other key (the configured default limits), not a bare row."""
+    data = tmp_path / "data"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDEOHUB_")}, "IDEOHUB_DATA_DIR": str(data),
+           "IDEOHUB_DEFAULT_RPM": "9", "IDEOHUB_DEFAULT_MAX_IMAGES_IN_FLIGHT": "2"}
+    server = subprocess.Popen([sys.executable, "-m", "ideohub.cli", "serve", "--port", "0"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        key = server.stdout.readline().strip()  # printed before the server listens, alone on its line
+        assert key.startswith("ih_"), server.stderr.read() if server.poll() is not None else key
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    listed = cli("keys", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    header = [c.strip() for c in next(line for line in listed.stdout.splitlines() if line.startswith("┃")).split("┃")[1:-1]]
+    (row,) = [dict(zip(header, [c.strip() for c in line.split("│")[1:-1]]))
+              for line in listed.stdout.splitlines() if line.startswith("│")]
+    assert (row["name"], row["rpm"], row["images in flight"], row["status"]) == ("first key", "9", "2", "active")

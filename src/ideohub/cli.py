@@ -33,9 +33,11 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 channels_app = typer.Typer(help="Upstream channels for the relay engine (take effect on running servers within a second).",
                            no_args_is_help=True)
 accounts_app = typer.Typer(help="Prepaid accounts.", no_args_is_help=True)
+requests_app = typer.Typer(help="The request log: what was asked, what it cost, how it went.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
+app.add_typer(requests_app, name="requests")
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
@@ -83,7 +85,10 @@ def _with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> 
 # field for the CLI, the admin API and the console; only the names a user typed differ).
 CLI_FIELDS = {"usd": "USD", "note": "--note", "rpm": "--rpm", "max_images_in_flight": "--max-images-in-flight",
               "spend_cap_usd": "--spend-cap", "allowed_operations": "--operations", "account_id": "--account",
-              "expires_at": "--expires-in-days", "group": "--group"}
+              "expires_at": "--expires-in-days", "group": "--group", "days": "--days", "hours": "--hours",
+              "bucket": "--bucket", "operation": "--operation", "channel": "--channel", "key_id": "--key",
+              "state": "--state", "status_code": "--status", "since": "--since", "until": "--until",
+              "limit": "--limit", "before": "--before"}
 
 
 def _manage(settings: Settings, fn: Callable[[Manager], Awaitable[T]], *, prefix: str = "") -> T:
@@ -174,10 +179,10 @@ def serve(
         err.print(f"ideohub listening on http://{settings.host}:{settings.port} (public URL {settings.base_url})",
                   soft_wrap=True)
 
-    async def first_key(repo: Repository) -> str | None:
-        if await repo.list_keys():
+    async def first_key(m: Manager) -> str | None:
+        if await m.repo.list_keys():
             return None
-        _row, plaintext = await repo.create_key("first key")
+        _row, plaintext = await m.keys.create(name="first key")  # the same defaults as any other key
         return plaintext
 
     try:
@@ -188,7 +193,7 @@ def serve(
         if bound != settings.port:  # --port 0
             settings = settings.model_copy(update={"port": bound})
         _check_database(settings)
-        plaintext = _with_repo(settings, first_key)
+        plaintext = _manage(settings, first_key)
         if plaintext:
             err.print("[bold]No API key existed, so one was created.[/bold] It is shown once; keep it:")
             print(plaintext, flush=True)
@@ -377,23 +382,16 @@ def balance(account_id: str, data_dir: DataDir = None, config: ConfigFile = None
 
 @app.command()
 def usage(
-    days: Annotated[int, typer.Option("--days", min=1, help="How far back")] = 30,
+    days: Annotated[int, typer.Option("--days", help="How far back, 1 to 3650")] = 30,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
-    """Per-day, per-key and per-operation totals: requests, images, charged, upstream cost."""
-    from datetime import UTC, datetime, timedelta
-
+    """Per-day, per-key and per-operation totals: requests, images, charged, upstream cost
+    (the same figures as GET /admin/usage)."""
     from .domain.prices import micros_to_usd
-    from .store.usage import GROUPINGS, usage_report
 
     settings = _settings(data_dir, config)
-    since = datetime.now(UTC) - timedelta(days=days)
-
-    async def go(repo: Repository):  # type: ignore[no-untyped-def]
-        return {by: await usage_report(repo.session, since, by) for by in GROUPINGS}
-
-    reports = _with_repo(settings, go)
+    reports = _manage(settings, lambda m: m.usage(days))
     console = Console(width=160)
     for by, rows in reports.items():
         table = Table(by, "requests", "images", "charged (USD)", "upstream cost (USD)", "failed", "avg ms",
@@ -403,6 +401,103 @@ def usage(
                           micros_to_usd(r["upstream_cost_micros"]), str(r["failed"]),
                           "" if r["avg_latency_ms"] is None else f"{r['avg_latency_ms']:.0f}")
         console.print(table)
+
+
+@requests_app.command("list")
+def requests_list(
+    account: Annotated[str | None, typer.Option("--account", help="Account id")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Key id")] = None,
+    operation: Annotated[str | None, typer.Option("--operation", help="e.g. v3-generate")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="queued, running, done or failed")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="HTTP status code")] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="Upstream channel")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 date-time")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 date-time")] = None,
+    limit: Annotated[str, typer.Option("--limit", help="At most this many, 1 to 200")] = "50",
+    before: Annotated[str | None, typer.Option("--before", help="The next page's cursor, printed after a full page")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Requests, newest first, with the same filters as GET /admin/requests."""
+    from .manage.requests import parse_filters
+
+    query = {"account_id": account, "key_id": key, "operation": operation, "state": state, "status_code": status,
+             "channel": channel, "since": since, "until": until, "limit": limit, "before": before}
+    settings = _settings(data_dir, config)
+    page = _manage(settings, lambda m: m.requests.page(parse_filters(query)))
+    table = Table("id", "created (UTC)", "account", "key", "operation", "state", "status", "channel", "images",
+                  "charge (USD)", "ms")
+    for r in page["items"]:
+        table.add_row(r["id"], r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["account_id"], r["key_id"] or "-",
+                      r["operation"], r["state"], str(r["status_code"] or "-"), r["channel"] or "-", str(r["images"]),
+                      r["price_usd"], "-" if r["latency_ms"] is None else f"{r['latency_ms']:.0f}")
+    Console(width=200).print(table)
+    if page["next_before"]:
+        err.print(f"more: --before {page['next_before']}", markup=False, highlight=False)
+
+
+@requests_app.command("show")
+def requests_show(request_id: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """One request as JSON: parameters (prompts only with log_prompts), timings, upstream attempts,
+    charge and images (GET /admin/requests/{id}, without links: the CLI signs none)."""
+    import json
+
+    settings = _settings(data_dir, config)
+    detail = _manage(settings, lambda m: m.requests.detail(request_id))
+    print(json.dumps(detail, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+
+
+@app.command()
+def prices(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """The effective price table: list prices and the configuration's overrides, per price group
+    (GET /admin/prices). Prices come from the configuration."""
+    settings = _settings(data_dir, config)
+
+    async def price_view(m: Manager) -> dict:
+        return m.prices()
+
+    view = _manage(settings, price_view)
+    groups = list(view["groups"])
+    table = Table("operation", "tier", "character ref.", "upscale", "USD per image", *(f"group {g}" for g in groups),
+                  "source", title="prices (groups: " + ", ".join(f"{g} ×{m:g}" for g, m in view["groups"].items()) + ")")
+    for r in view["rows"]:
+        table.add_row(r["operation"], r["tier"], "yes" if r["character_reference"] else "", r["upscale_factor"],
+                      r["usd"], *(r["by_group"][g] for g in groups), r["source"])
+    Console(width=200).print(table)
+
+
+@app.command()
+def stats(
+    hours: Annotated[str, typer.Option("--hours", help="How far back, 1 to 8760")] = "168",
+    bucket: Annotated[str | None, typer.Option("--bucket", help="hour or day (default: hour up to 72 hours)")] = None,
+    operation: Annotated[str | None, typer.Option("--operation", help="Only this operation")] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="Only what this channel served")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """The dashboard's figures: requests, images, revenue, upstream cost and errors per hour or
+    day, per operation and per channel (GET /admin/stats); empty periods are left out."""
+    settings = _settings(data_dir, config)
+    s = _manage(settings, lambda m: m.stats(hours, bucket, operation, channel))
+    scope = ", ".join(f"{k} {s[k]}" for k in ("operation", "channel") if s[k])
+    console = Console(width=160)
+    table = Table(s["bucket"] + " (UTC)", "requests", "images", "revenue (USD)", "upstream cost (USD)", "errors",
+                  "error rate", title=f"last {s['hours']} hours" + (f": {scope}" if scope else ""))
+    for b in s["buckets"]:
+        if b["requests"] or b["upstream_cost_usd"] != "0":
+            table.add_row(b["start"].strftime("%Y-%m-%d %H:%M"), str(b["requests"]), str(b["images"]),
+                          b["revenue_usd"], b["upstream_cost_usd"], str(b["errors"]), f"{b['error_rate']:.1%}")
+    console.print(table)
+    table = Table("operation", "requests", "images", "revenue (USD)", "upstream cost (USD)", "errors")
+    for o in s["by_operation"]:
+        table.add_row(o["operation"], str(o["requests"]), str(o["images"]), o["revenue_usd"], o["upstream_cost_usd"],
+                      str(o["errors"]))
+    console.print(table)
+    table = Table("channel", "attempts", "errors", "upstream cost (USD)", "latency p50 (ms)")
+    for c in s["by_channel"]:
+        table.add_row(c["channel"], str(c["attempts"]), str(c["errors"]), c["upstream_cost_usd"],
+                      "-" if c["latency_ms_p50"] is None else f"{c['latency_ms_p50']:.0f}")
+    console.print(table)
 
 
 @keys_app.command("list")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import json
 import os
 from decimal import Decimal
 from typing import Any
@@ -50,6 +51,9 @@ def cli(srv, *args: str) -> CliResult:  # type: ignore[no-untyped-def]
         value = getattr(srv.settings, name)
         if value is not None:
             env[f"IDEOHUB_{name.upper()}"] = str(value)
+    for name in ("prices", "groups"):  # tables: JSON in the environment
+        if getattr(srv.settings, name):
+            env[f"IDEOHUB_{name.upper()}"] = json.dumps(getattr(srv.settings, name))
     result = CliRunner().invoke(app, list(args), env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -405,8 +409,39 @@ def test_request_log_detail_stats_and_prices(start_server, fresh, backend, reque
                           ({"channel": "caf\u00e9"}, "channel")]:
         assert problem(srv.client.get("/admin/stats", headers=ADMIN, params=params), 400).startswith(field)
 
-    # ---- the effective price table
+    # ---- the CLI reads the same log, figures and prices through the same layer
+    out = cli(srv, "requests", "list", "--key", ka["id"])
+    assert out.returncode == 0, out.stderr
+    rows = [[c.strip() for c in line.split("│")] for line in out.stdout.splitlines() if line.startswith("│")]
+    assert [(r[1], r[5], r[10]) for r in rows] == [(i["id"], i["operation"], i["price_usd"]) for i in mine]
+    out = cli(srv, "requests", "list", "--limit", "1")
+    assert out.returncode == 0 and "more: --before " in out.stderr
+    shown = json.loads(cli(srv, "requests", "show", first["id"]).stdout)
+    assert (shown["price_usd"], shown["attempts"][0]["cost_usd"], shown["params"]) == ("0.08", "0.08", d["params"])
+    assert [i["url"] for i in shown["images"]] == [None, None]  # the CLI signs no links
+    for args, option in [(["requests", "list", "--operation", "paint"], "--operation: unknown operation"),
+                         (["requests", "list", "--since", "yesterday"], "--since: must be an ISO 8601"),
+                         (["requests", "list", "--limit", "500"], "--limit: must be an integer from 1 to 200"),
+                         (["requests", "show", "req_nope"], "no such request"),
+                         (["stats", "--hours", "0"], "--hours: must be an integer from 1 to 8760"),
+                         (["stats", "--operation", "paint"], "--operation: unknown operation"),
+                         (["usage", "--days", "0"], "--days: must be an integer from 1 to 3650")]:
+        out = cli(srv, *args)
+        assert out.returncode in (1, 2) and option in " ".join(out.stderr.split()), (args, out.stderr)
+    out = cli(srv, "stats", "--hours", "24", "--channel", "up")
+    assert out.returncode == 0 and "channel up" in out.stdout, out.stderr
+    rows = [line.split("│") for line in out.stdout.split("┏")[1].splitlines() if line.startswith("│")]
+    assert sum(int(r[2]) for r in rows) == totals(on_up)[0]
+    assert sum(Decimal(r[4]) for r in rows) == totals(on_up)[3]
+    problem(srv.client.get("/admin/usage", headers=ADMIN, params={"days": "3651"}), 400)
+
+    # ---- the effective price table (the CLI prints the same rows)
     prices = get(srv, "/admin/prices")
+    out = cli(srv, "prices")
+    assert out.returncode == 0, out.stderr
+    printed = [[c.strip() for c in line.split("│")] for line in out.stdout.splitlines() if line.startswith("│")]
+    assert [(r[1], r[2], r[5], r[-2]) for r in printed] == [
+        (p["operation"], p["tier"], p["usd"], p["source"]) for p in prices["rows"]]
     assert prices["groups"] == {"default": 1.0, "vip": 0.5}
     rows = {(r["operation"], r["tier"], r["character_reference"], r["upscale_factor"]): r for r in prices["rows"]}
     assert rows[("v3-generate", "TURBO", False, "X1")] | {} == {

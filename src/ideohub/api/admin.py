@@ -26,7 +26,6 @@ from ..manage.keys import INT32_MAX, key_view
 from ..manage.requests import MAX_LIMIT
 from ..manage.stats import MAX_HOURS
 from ..store.ledger import DEFAULT_ACCOUNT
-from ..store.usage import usage_report
 
 from ..console.auth import operator_denial  # the one decision: bearer token, or session cookie + CSRF
 
@@ -503,13 +502,10 @@ async def prices(state: State) -> Any:
 @router.get("/usage", response_model=list[UsageRow])
 async def usage(
     state: State,
-    by: Literal["day", "key", "operation"] = "day",
-    days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    by: Annotated[str, Query(description="day, key or operation")] = "day",
+    days: Annotated[str, Query(description="1 to 3650")] = "30",
 ) -> list[UsageRow]:
-    from datetime import UTC, timedelta
-
-    since = datetime.now(UTC) - timedelta(days=days)
-    rows = await usage_report(state.repo.session, since, by)
+    rows = (await manager(state).usage(days, by))[by]
     return [
         UsageRow(group=r[by], requests=r["requests"], images=r["images"],
                  charged_usd=micros_to_usd(r["charged_micros"]), upstream_cost_usd=micros_to_usd(r["upstream_cost_micros"]),

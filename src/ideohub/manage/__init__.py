@@ -83,6 +83,11 @@ class Manager:
 
         return await stats(self.repo.session, hours, bucket, operation=operation, channel=channel)
 
+    async def usage(self, days: object = 30, by: object = None) -> dict[str, list[dict[str, Any]]]:
+        from .stats import usage
+
+        return await usage(self.repo.session, days, by)
+
     def _relays(self) -> list[Any]:
         """This process's relay engines (each serves many operations: one of each)."""
         return list({id(e): e for e in self.engines.values()

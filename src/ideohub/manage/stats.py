@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ..domain.errors import InvalidRequest
 from ..domain.prices import micros_to_usd
-from ..store.usage import BUCKETS, channel_totals, operation_totals, request_buckets
+from ..store.usage import BUCKETS, GROUPINGS, channel_totals, operation_totals, request_buckets, usage_report
 
 MAX_HOURS = 8760
 DEFAULT_HOURS = 168
+MAX_USAGE_DAYS = 3650
 
 
 def check_window(hours: object, bucket: object) -> tuple[int, str]:
@@ -81,3 +82,18 @@ async def stats(session: async_sessionmaker, hours: object = None, bucket: objec
                   for c in sorted((await channel_totals(session, since, **scope)).values(), key=lambda c: c["channel"])]
     return {"hours": hours, "bucket": bucket, **scope, "buckets": buckets, "by_operation": by_operation,
             "by_channel": by_channel}
+
+
+async def usage(session: async_sessionmaker, days: object = 30, by: object = None,
+                now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Totals per day, key or operation (``by``; all three when None) over the last ``days``
+    (1…3650): requests, images, what was charged, what upstreams cost, failures, mean latency."""
+    if isinstance(days, str):
+        text = days.strip()
+        days = int(text) if text.isascii() and text.isdigit() and len(text) < 8 else -1
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_USAGE_DAYS:
+        raise InvalidRequest("days", f"must be an integer from 1 to {MAX_USAGE_DAYS}")
+    if by is not None and by not in GROUPINGS:
+        raise InvalidRequest("by", f"must be one of {', '.join(GROUPINGS)}")
+    since = (now or datetime.now(UTC)) - timedelta(days=days)
+    return {g: await usage_report(session, since, g) for g in ([by] if by else GROUPINGS)}
