@@ -210,7 +210,7 @@ def start_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         app = create_app(settings, engines=None)
         if wall_clock is not None:
             app.state.wall_clock = wall_clock
-        server = ThreadedServer(app, port).__enter__()
+        server = ThreadedServer(app, settings.port).__enter__()  # a test may name the port (a proxy in front)
         servers.append(server)
         admin = httpx.Client(base_url=settings.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         http = httpx.Client(base_url=settings.base_url, timeout=30)

@@ -129,3 +129,21 @@ def image_loaded(browser: Browser, img: Any) -> None:
     browser.wait().until(lambda d: d.execute_script(
         "const i = arguments[0]; return i.complete && i.naturalWidth > 0 && i.naturalHeight > 0", img),
         f"image {img.get_attribute('src')} never loaded")
+
+
+def pick_operation(browser: Browser, path: str) -> None:
+    browser.wait().until(lambda d: d.find_elements("css selector", f"#pg-operation option[value='{path}']"),
+                         f"the playground never offered {path}")
+    choose(browser, "pg-operation", path)
+
+
+def wait_for_new_set(browser: Browser, count_before: int) -> Any:
+    """The newest result set once it holds its images and its charge."""
+    browser.wait().until(lambda d: len(d.find_elements("css selector", "#pg-results .pg-set")) > count_before
+                         or (by_id(browser, "pg-error").is_displayed() and by_id(browser, "pg-error").text),
+                         "no result and no error")
+    assert not by_id(browser, "pg-error").is_displayed(), by_id(browser, "pg-error").text
+    first = "#pg-results .pg-set:first-child"
+    visible(browser, f"{first} img.pg-result-img")
+    visible(browser, f"{first} p.pg-price")
+    return browser.driver.find_element("css selector", first)

@@ -27,7 +27,7 @@ from conftest import SIM_KEY, png_bytes
 
 from .conftest import Browser, Console
 from .pages import (by_id, choose, click, console_cookie, fill, go, image_loaded, key_sign_in, open_console,
-                    operator_sign_in, visible, wait_text)
+                    operator_sign_in, pick_operation, visible, wait_for_new_set, wait_text)
 
 pytestmark = [pytest.mark.steps, pytest.mark.timeout(180)]
 
@@ -168,24 +168,6 @@ def test_customer_signs_in_with_the_key(browser: Browser, console: Console, stor
     assert story["key"] not in browser.driver.execute_script(
         "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie")
     browser.shot("05-account")
-
-
-def pick_operation(browser: Browser, path: str) -> None:
-    browser.wait().until(lambda d: d.find_elements("css selector", f"#pg-operation option[value='{path}']"),
-                         f"the playground never offered {path}")
-    choose(browser, "pg-operation", path)
-
-
-def wait_for_new_set(browser: Browser, count_before: int) -> Any:
-    """The newest result set once it holds its images and its charge."""
-    browser.wait().until(lambda d: len(d.find_elements("css selector", "#pg-results .pg-set")) > count_before
-                         or (by_id(browser, "pg-error").is_displayed() and by_id(browser, "pg-error").text),
-                         "no result and no error")
-    assert not by_id(browser, "pg-error").is_displayed(), by_id(browser, "pg-error").text
-    first = "#pg-results .pg-set:first-child"
-    visible(browser, f"{first} img.pg-result-img")
-    visible(browser, f"{first} p.pg-price")
-    return browser.driver.find_element("css selector", first)
 
 
 def test_customer_generates_in_the_playground(browser: Browser, story: dict[str, Any]) -> None:

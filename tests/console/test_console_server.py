@@ -24,6 +24,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import FakeClock, Running, ThreadedServer, free_port
+from prefix_proxy import PrefixProxy
 
 from ideohub.api.app import create_app
 from ideohub.config import load_settings
@@ -497,48 +498,6 @@ def test_a_session_works_on_every_instance(serve, tmp_path, backend, request):
 
 
 # ------------------------------------------------------------ behind a reverse proxy, under a path prefix
-
-
-class PrefixProxy:
-    """A reverse proxy on loopback serving the server under ``/hub``: strips the prefix, sends the
-    upstream's own Host (as nginx's ``proxy_pass`` does by default) and X-Forwarded-For/-Proto."""
-
-    def __init__(self, upstream: str) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            def _forward(self) -> None:
-                if not self.path.startswith("/hub/"):
-                    self.send_error(404)
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                headers.update({"X-Forwarded-For": "192.0.2.50", "X-Forwarded-Proto": "http"})
-                r = httpx.request(self.command, upstream + self.path[len("/hub"):], headers=headers, content=body,
-                                  follow_redirects=False, timeout=30)
-                self.send_response(r.status_code)
-                for k, v in r.headers.multi_items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            do_GET = do_POST = do_DELETE = do_HEAD = do_PATCH = _forward
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_the_console_works_behind_a_reverse_proxy_under_a_path_prefix(serve):
