@@ -5,6 +5,7 @@ server's own origin (no CDN, no fonts or scripts from elsewhere)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,54 @@ def test_operator_pages_are_labelled_and_self_contained(desktop: Browser, consol
             click(browser, visible(browser, "#accounts-table button[id^='account-manage-']").get_attribute("id"))
             visible(browser, "#key-create-form")
         check_page(browser, f"operator {route}")
+        browser.shot(f"operator-{route}")
     click(browser, "signout")
     visible(browser, "#signin-admin-token")
+
+
+def test_an_operator_form_works_from_the_keyboard(desktop: Browser, console: Console, key: str) -> None:
+    """Tab reaches the top-up form's controls with a visible focus, Enter submits it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser = desktop
+    d = browser.driver
+    account = next(a for a in console.admin.get("/admin/accounts").json() if a["name"] == "a11y")
+    before = Decimal(account["balance_usd"])
+    open_console(browser, console)
+    operator_sign_in(browser, console.admin_token)
+    go(browser, "accounts")
+    click(browser, f"account-manage-{account['id']}")
+    visible(browser, "#topup-form")
+    d.execute_script("document.getElementById('topup-heading').setAttribute('tabindex', '-1');"
+                     "document.getElementById('topup-heading').focus()")
+    reached = []
+    for _ in range(6):
+        ActionChains(d).send_keys(Keys.TAB).perform()
+        focused = d.execute_script("const e = document.activeElement; return {id: e.id, visible: e.matches(':focus-visible')}")
+        reached.append(focused["id"])
+        assert focused["visible"], f"no visible focus on {focused}"
+        if focused["id"] == "topup-usd":
+            ActionChains(d).send_keys("2.5" + Keys.ENTER).perform()
+            break
+    assert reached[-1] == "topup-usd", reached
+    browser.wait().until(lambda _d: Decimal(console.admin.get(f"/admin/accounts/{account['id']}").json()["balance_usd"])
+                         == before + Decimal("2.5"), "Enter in the amount never topped up")
+    click(browser, "signout")
+
+
+def test_phone_width_operator_pages(phone: Browser, console: Console, key: str) -> None:
+    browser = phone
+    open_console(browser, console)
+    operator_sign_in(browser, console.admin_token)
+    for route in OPERATOR_ROUTES:
+        go(browser, route)  # through the folded "Menu" button
+        browser.wait().until(lambda d: len(d.find_element("id", "view").find_elements("xpath", "./*")) > 1
+                             and not d.find_elements("css selector", "#view [aria-busy='true']"),
+                             f"{route} kept loading")
+        no_sideways_scroll(browser, f"operator {route}")
+        browser.shot(f"phone-operator-{route}")
+    click(browser, "signout")
 
 
 def test_key_holder_pages_are_labelled_and_self_contained(desktop: Browser, console: Console, key: str,
