@@ -148,17 +148,34 @@ export async function deleteSession() {
 /**
  * keyFetcher(key) -> keyFetch(path, init): fetch relative to apiRoot with the key as the Api-Key header.
  * Cookies are never sent (credentials "omit"), so the operator session cannot leak into key-holder calls.
- * A 401 (revoked or expired key) returns to the sign-in page; the Response is still handed back.
+ * A 401 (revoked or expired key) returns to the sign-in page; so does a 403 when the key itself is
+ * no longer valid (Ideogram's legacy remix and upscale answer a bad key with 403, which also means
+ * "this key may not use this operation": the key is checked again to tell them apart).
+ * The Response is still handed back.
  */
 export function keyFetcher(key) {
+  const revoked = "Your API key was not accepted (revoked or expired). Sign in again.";
   return async function keyFetch(path, init = {}) {
     const headers = new Headers(init.headers || {});
     headers.set("Api-Key", key);
     if (!headers.has("Accept")) headers.set("Accept", "application/json");
     const response = await fetch(new URL(path, apiRoot), { ...init, headers, credentials: "omit", cache: "no-store" });
-    if (response.status === 401) onUnauthorized("Your API key was not accepted (revoked or expired). Sign in again.");
+    if (response.status === 401) onUnauthorized(revoked);
+    else if (response.status === 403 && !(await keyStillValid(key))) onUnauthorized(revoked);
     return response;
   };
+}
+
+/** False only when the server says the key is not valid (401); a network error proves nothing. */
+async function keyStillValid(key) {
+  try {
+    const r = await fetch(new URL("v2/account/balance", apiRoot), {
+      headers: { "Api-Key": key, Accept: "application/json" }, credentials: "omit", cache: "no-store",
+    });
+    return r.status !== 401;
+  } catch (_) {
+    return true;
+  }
 }
 
 /** Check an API key: GET v2/account/balance. Returns the balance body or throws ApiError. */
