@@ -144,3 +144,22 @@ def test_an_unreachable_postgresql_is_one_line_without_the_password(tmp_path):
         assert out.returncode == 1, (args, out.stderr)
         lines = messages(out)
         assert len(lines) == 1 and "check database_url" in lines[0] and "s3cret-pw" not in out.stderr, lines
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_requests_from_before_accounts_are_the_default_accounts(backend, tmp_path, request):
+    """Migration 0010: request rows left without an account by 0003 are given the default account
+    (their keys' account), so account filters find them; rows of other accounts are untouched."""
+    url = f"sqlite:///{(tmp_path / 'old.db').resolve()}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    db.upgrade(url, "0009")
+    engine = sa.create_engine(db.sync_url(url))
+    insert = sa.text("INSERT INTO requests (id, operation, params, state, images, created_at, updated_at, account_id) "
+                     "VALUES (:id, 'v3-generate', '{}', 'done', 1, :t, :t, :acct)")
+    with engine.begin() as c:
+        for rid, acct in (("req_old", None), ("req_default", "acct_default"), ("req_other", "acct_other")):
+            c.execute(insert, {"id": rid, "t": "2025-01-01 00:00:00+00:00", "acct": acct})
+    db.upgrade(url)
+    with engine.connect() as c:
+        rows = dict(c.execute(sa.text("SELECT id, account_id FROM requests")).all())
+    engine.dispose()
+    assert rows == {"req_old": "acct_default", "req_default": "acct_default", "req_other": "acct_other"}
