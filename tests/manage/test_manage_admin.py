@@ -172,6 +172,25 @@ def test_keys_are_edited_with_every_limit(start_server):
 # ------------------------------------------------------------ 2. channels on a running server
 
 
+def test_a_channels_health_lists_its_latest_failed_attempts(start_server, fresh):
+    """Besides the stored last error, the last hour's latest failures (when, what, status), newest
+    first; the caller's own rejected input is no error of the channel."""
+    from ideohub.sim.faults import Fault
+
+    sim = fresh[0]
+    srv = start_server("config", engine_config={"*": "relay"}, channels=[channel("flaky", sim)], admin_token=TOKEN)
+    assert srv.post(V3_PATH, **v3()).status_code == 200
+    (ch,) = get(srv, "/admin/channels")
+    assert ch["health"]["recent_errors"] == [] and ch["health"]["errors_1h"] == 0
+    sim.faults(Fault("status", status=502))
+    assert srv.post(V3_PATH, **v3()).status_code >= 500
+    assert srv.post(V3_PATH, json={"prompt": ""}).status_code == 400  # the caller's fault: never reaches it
+    (ch,) = get(srv, "/admin/channels")
+    (err,) = ch["health"]["recent_errors"]
+    assert (err["outcome"], err["status_code"]) == ("failed", 502) and err["at"]
+    assert ch["health"]["errors_1h"] == 1 and ch["health"]["attempts_1h"] == 2
+
+
 def test_a_fleet_api_instance_closes_every_reader_of_the_shared_channel_state(start_server, fresh, monkeypatch):
     """An instance without a relay engine reads channel health from Redis through a short-lived
     reader per route: every one opened is closed, whatever the route and however it ends."""

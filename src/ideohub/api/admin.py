@@ -190,6 +190,13 @@ class ChannelPatch(ChannelChange):
     """Only the fields sent change; ``key`` omitted keeps the stored key."""
 
 
+class ChannelErrorOut(BaseModel):
+    at: datetime
+    outcome: Literal["failed", "auth"] = Field(
+        description="failed: 429, 5xx, a timeout, no connection or a malformed answer; auth: the key refused or out of credit")
+    status_code: int | None
+
+
 class ChannelHealthOut(BaseModel):
     state: Literal["ok", "failing", "cooling", "disabled"]
     consecutive_failures: int
@@ -200,6 +207,7 @@ class ChannelHealthOut(BaseModel):
     latency_ms_p50: float | None
     attempts_1h: int
     errors_1h: int
+    recent_errors: list[ChannelErrorOut] = Field(description="the last hour's latest failed attempts, newest first")
 
 
 class ChannelOut(BaseModel):

@@ -97,7 +97,7 @@ class Manager:
         from ..engines.relay.channel_store import ChannelStore
         from ..engines.relay.channels import SecretBox
         from ..store.usage import channel_totals
-        from .channels import Channels
+        from .channels import RECENT_ERRORS, Channels
 
         if self._channel_key is None:
             raise RuntimeError("the channel key is needed to manage channels")
@@ -107,7 +107,7 @@ class Manager:
         session = self.repo.session
         return Channels(ChannelStore(session, SecretBox(self._channel_key)), source=self.source, live=live,
                         reloaders=[r.directory.invalidate for r in relays],
-                        window=lambda since: channel_totals(session, since))
+                        window=lambda since: channel_totals(session, since, recent_errors=RECENT_ERRORS))
 
     async def shared_live_state(self) -> Any | None:
         """Without a relay engine here (a fleet's API instance) the channel state lives in Redis:

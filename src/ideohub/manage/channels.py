@@ -107,6 +107,8 @@ def merged(current: Channel, changes: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------ health
 
+RECENT_ERRORS = 5  # a channel's latest failed attempts of the health window, shown with its health
+
 
 def health_view(ch: Channel, live: Any | None, window: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
     """``ok`` | ``failing`` | ``cooling`` | ``disabled`` from the stored health (written on
@@ -130,7 +132,8 @@ def health_view(ch: Channel, live: Any | None, window: dict[str, Any] | None, no
     return {"state": state, "consecutive_failures": failures, "cooling_until": cooling_until,
             "in_flight": int(getattr(live, "in_flight", 0) or 0), "last_error": stored.last_error,
             "last_ok_at": stored.last_ok_at, "latency_ms_p50": window.get("latency_ms_p50"),
-            "attempts_1h": int(window.get("attempts", 0)), "errors_1h": int(window.get("errors", 0))}
+            "attempts_1h": int(window.get("attempts", 0)), "errors_1h": int(window.get("errors", 0)),
+            "recent_errors": list(window.get("recent_errors", []))}
 
 
 def channel_view(ch: Channel, source: str | None, live: Any | None = None, window: dict[str, Any] | None = None,

@@ -90,6 +90,7 @@ async def usage_report(session: async_sessionmaker, since: datetime, by: str, op
 BUCKETS = ("hour", "day")
 REQUEST_STATES = ("received", "queued", "running", "done", "failed")
 ATTEMPT_OK = ("ok", "rejected")  # attempt labels that are no error of the channel (rejected: the caller's input)
+ATTEMPT_FAILED = ("failed", "auth")  # the channel's own failures (not "started" or "released": no verdict)
 P50_SAMPLE = 20_000  # SQLite has no percentile function: at most this many recent latencies are read
 
 
@@ -163,9 +164,10 @@ async def operation_totals(session: async_sessionmaker, since: datetime, operati
 
 
 async def channel_totals(session: async_sessionmaker, since: datetime, operation: str | None = None,
-                         channel: str | None = None) -> dict[str, dict[str, Any]]:
+                         channel: str | None = None, recent_errors: int = 0) -> dict[str, dict[str, Any]]:
     """Per channel, from the upstream attempts since ``since``: attempts, errors (anything but ok or
-    the caller's own rejected input), upstream cost and the median latency."""
+    the caller's own rejected input), upstream cost and the median latency; with ``recent_errors``,
+    also that many of its latest failed attempts (when, outcome, status code), newest first."""
     async with session() as s:
         dialect = s.bind.dialect.name
         rows = (await s.execute(_attempts_in(
@@ -188,8 +190,20 @@ async def channel_totals(session: async_sessionmaker, since: datetime, operation
             )).all():
                 samples.setdefault(name, []).append(float(latency))
             p50 = {c: _median(v) for c, v in samples.items()}
+        failed: dict[str, list[dict[str, Any]]] = {}
+        if recent_errors > 0:  # a bounded read: the newest failures of every channel together
+            for name, outcome, status, at in (await s.execute(_attempts_in(
+                select(UpstreamAttempt.channel, UpstreamAttempt.outcome, UpstreamAttempt.status_code,
+                       UpstreamAttempt.created_at)
+                .where(UpstreamAttempt.created_at >= since, UpstreamAttempt.outcome.in_(ATTEMPT_FAILED))
+                .order_by(UpstreamAttempt.created_at.desc()).limit(recent_errors * 50), operation, channel)
+            )).all():
+                mine = failed.setdefault(name, [])
+                if len(mine) < recent_errors:
+                    mine.append({"at": as_utc(at), "outcome": outcome, "status_code": status})
     return {c: {"channel": c, "attempts": int(n), "errors": int(e), "upstream_cost_micros": int(cost or 0),
-                "latency_ms_p50": round(float(p50[c]), 1) if p50.get(c) is not None else None}
+                "latency_ms_p50": round(float(p50[c]), 1) if p50.get(c) is not None else None,
+                "recent_errors": failed.get(c, [])}
             for c, n, e, cost in rows}
 
 

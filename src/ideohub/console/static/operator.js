@@ -277,7 +277,7 @@ async function mountChannels(view, { op }) {
         { label: "In flight", className: "num", value: (c) => `${c.health ? c.health.in_flight ?? 0 : 0}${c.max_in_flight ? ` / ${c.max_in_flight}` : ""}` },
         { label: "Latency p50", className: "num", value: (c) => (c.health && c.health.latency_ms_p50 != null ? fmtMs(c.health.latency_ms_p50) : "—") },
         { label: "Last hour", className: "num", value: (c) => (c.health ? `${c.health.attempts_1h ?? 0} attempts, ${c.health.errors_1h ?? 0} errors` : "—") },
-        { label: "Last error", value: (c) => el("span", { class: "error-text" }, (c.health && c.health.last_error) || "—") },
+        { label: "Last errors", value: (c) => errorsCell(c) },
         { label: "Operations", value: (c) => c.operations_text || (c.operations ? c.operations.join(",") : "all") },
         { label: "Priority / weight", className: "num", value: (c) => `${c.priority ?? ""} / ${c.weight ?? ""}` },
         { label: "Actions", value: (c) => channelActions(c) },
@@ -287,6 +287,17 @@ async function mountChannels(view, { op }) {
       const again = document.getElementById(focusedId);
       if (again) again.focus();
     }
+  }
+
+  /** The stored last error, then the last hour's latest failed attempts (when, what, status). */
+  function errorsCell(c) {
+    const h = c.health || {};
+    const recent = h.recent_errors || [];
+    if (!h.last_error && !recent.length) return "—";
+    return el("div", { id: `channel-errors-${safeId(c.name)}` },
+      h.last_error ? el("span", { class: "error-text" }, h.last_error) : null,
+      recent.length ? el("ul", { class: "recent-errors" }, recent.map((e) => el("li", null,
+        timeEl(e.at), ` ${e.outcome}${e.status_code ? ` (HTTP ${e.status_code})` : ""}`))) : null);
   }
 
   function channelActions(c) {
