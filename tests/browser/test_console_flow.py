@@ -54,6 +54,11 @@ def upstream(sims: list) -> Any:
     return sim
 
 
+def percent(text: str) -> float:
+    """"Painted 3.3% of the image (256x192)." -> 3.3"""
+    return float(text.split("Painted ")[1].split("%")[0])
+
+
 def usd(text: str) -> Decimal:
     """"$4.88" / "Charged: $0.06" / "Charge: $0.06" -> Decimal (the console prints exact amounts)."""
     return Decimal(text.rsplit("$", 1)[1].strip().replace(",", ""))
@@ -145,6 +150,38 @@ def test_operator_creates_account_tops_up_and_creates_key(browser: Browser, cons
     story["key_id"] = keys[0]["id"]
 
 
+def test_operator_edits_limits_and_revokes_a_key(browser: Browser, console: Console, story: dict[str, Any]) -> None:
+    """Every limit is edited from the page (and reaches the admin API as typed); a spare key is
+    revoked after a confirmation."""
+    kid = story["key_id"]
+    click(browser, f"key-edit-{kid}")
+    visible(browser, "#key-edit-form")
+    fill(browser, "key-edit-rpm", "30")
+    fill(browser, "key-edit-max-images", "4")
+    fill(browser, "key-edit-spend-cap", "4.5")
+    click(browser, "key-edit-submit")
+    browser.wait().until(lambda d: not d.find_elements("id", "key-edit-form"), "the edit form stayed open")
+    (key,) = [k for k in console.admin.get("/admin/keys", params={"account_id": story["account_id"]}).json()
+              if k["id"] == kid]
+    assert (key["rpm"], key["max_images_in_flight"], Decimal(key["spend_cap_usd"])) == (30, 4, Decimal("4.5"))
+
+    fill(browser, "key-name", "spare key")
+    click(browser, "key-create-submit")
+    visible(browser, "#secret-dialog #new-key-secret")
+    click(browser, "secret-close")
+    browser.wait().until(lambda d: not d.find_elements("id", "secret-dialog"), "the secret dialog stayed open")
+    spare = next(k for k in console.admin.get("/admin/keys", params={"account_id": story["account_id"]}).json()
+                 if k["name"] == "spare key")
+    click(browser, f"key-revoke-{spare['id']}")
+    visible(browser, "#confirm-dialog")
+    click(browser, "confirm-ok")
+    browser.wait().until(lambda d: by_id(browser, f"key-revoke-{spare['id']}").get_attribute("disabled") is not None,
+                         "the revoked key's buttons stayed enabled")
+    statuses = {k["id"]: k["status"] for k in console.admin.get("/admin/keys", params={"account_id": story["account_id"]}).json()}
+    assert statuses == {kid: "active", spare["id"]: "revoked"}
+    browser.shot("04-keys-edited")
+
+
 def test_operator_signs_out(browser: Browser, console: Console) -> None:
     cookie = console_cookie(browser)
     assert cookie is not None
@@ -182,6 +219,11 @@ def test_customer_generates_in_the_playground(browser: Browser, story: dict[str,
     charge = usd(result.find_element("css selector", "p.pg-price").text)
     assert charge > 0
     story["charges"] = {"v3-generate": charge}
+    # each image has a download link to the same signed URL, named for saving
+    images = result.find_elements("css selector", "img.pg-result-img")
+    links = result.find_elements("css selector", "a.pg-download")
+    assert [a.get_attribute("href") for a in links] == [i.get_attribute("src") for i in images]
+    assert all(a.get_attribute("download") for a in links)
     browser.shot("06-playground-generate")
 
 
@@ -218,11 +260,24 @@ def test_customer_inpaints_with_a_painted_mask(browser: Browser, tmp_path_factor
     by_id(browser, "pg-f-image").send_keys(str(picture))
     canvas = visible(browser, "#pg-mask-canvas[data-width]")
     assert (canvas.get_attribute("data-width"), canvas.get_attribute("data-height")) == (str(IMAGE_W), str(IMAGE_H))
+    browser.driver.execute_script("""const s = document.getElementById('pg-mask-size');
+        s.value = '16'; s.dispatchEvent(new Event('input', {bubbles: true}));""")
+    wait_text(browser, "#pg-mask-size-value", lambda t: t == "16 px", "the brush size")
     # one stroke with the mouse through the middle of the picture
     ActionChains(browser.driver).move_to_element(canvas).move_by_offset(-30, 0).click_and_hold() \
         .move_by_offset(20, 0).move_by_offset(20, 0).move_by_offset(20, 0).release().perform()
     browser.wait().until(lambda d: canvas.get_attribute("data-painted") == "true", "the stroke painted nothing")
-    painted_text = wait_text(browser, "#pg-mask-status", lambda t: t.startswith("Painted"))
+    stroke = percent(wait_text(browser, "#pg-mask-status", lambda t: t.startswith("Painted")))
+    # the eraser takes back the stroke's left end, and the brush is chosen again
+    click(browser, "pg-mask-eraser")
+    assert by_id(browser, "pg-mask-eraser").get_attribute("aria-pressed") == "true"
+    ActionChains(browser.driver).move_to_element(canvas).move_by_offset(-34, 0).click_and_hold() \
+        .move_by_offset(8, 0).release().perform()
+    painted_text = wait_text(browser, "#pg-mask-status", lambda t: t.startswith("Painted") and percent(t) < stroke,
+                             "the eraser took nothing back")
+    assert percent(painted_text) > 0
+    click(browser, "pg-mask-brush")
+    assert by_id(browser, "pg-mask-brush").get_attribute("aria-pressed") == "true"
     fill(browser, "pg-f-prompt", "a red sailing boat on the water")
     browser.shot("07-playground-inpaint-mask")
     before = len(browser.driver.find_elements("css selector", "#pg-results .pg-set"))
@@ -249,7 +304,7 @@ def test_customer_inpaints_with_a_painted_mask(browser: Browser, tmp_path_factor
     for y, x in ((0, 0), (0, IMAGE_W - 1), (IMAGE_H - 1, 0), (IMAGE_H - 1, IMAGE_W - 1)):
         assert not black[y, x], f"corner {(x, y)} was never painted but is black"
     share = black.mean()
-    shown = float(painted_text.split("Painted ")[1].split("%")[0]) / 100
+    shown = percent(painted_text) / 100
     assert 0.005 < share < 0.5 and abs(share - shown) < 0.01, (share, painted_text)
     # ... and what reached the upstream: the edit with a mask of exactly the picture's size
     edits = [r for r in upstream.requests if r.operation == "v3-edit" and r.fields]
@@ -314,6 +369,8 @@ def test_customer_runs_an_async_generation(browser: Browser, console: Console, u
         browser.wait().until(lambda d: row.get_attribute("data-status") != "pending", "still pending after 15 s")
         assert row.get_attribute("data-status") == "completed", row.text
         assert row.find_element("css selector", "span.pg-gen-status").text == "completed"
+        elapsed = row.find_element("css selector", "span.pg-gen-elapsed").text
+        assert elapsed.endswith(" s") and float(elapsed[:-2]) > 0, elapsed
         result = wait_for_new_set(browser, before)
         assert result.get_attribute("data-generation-id") == generation_id
         for img in result.find_elements("css selector", "img.pg-result-img"):
