@@ -147,3 +147,25 @@ def wait_for_new_set(browser: Browser, count_before: int) -> Any:
     visible(browser, f"{first} img.pg-result-img")
     visible(browser, f"{first} p.pg-price")
     return browser.driver.find_element("css selector", first)
+
+
+def capture_uploads(browser: Browser) -> None:
+    """Record every multipart body the page sends (files as data: URLs) in window.__sent, to check
+    the mask the browser actually sent (the simulated upstream records sizes, not pixels)."""
+    browser.driver.execute_script("""
+        if (window.__sent) return;
+        window.__sent = [];
+        const original = window.fetch;
+        const asUrl = (blob) => new Promise((resolve) => {
+          const r = new FileReader(); r.onload = () => resolve(r.result); r.readAsDataURL(blob); });
+        window.fetch = async function (input, init) {
+          if (init && init.body instanceof FormData) {
+            const parts = {};
+            for (const [name, value] of init.body.entries()) {
+              parts[name] = value instanceof Blob ? await asUrl(value) : value;
+            }
+            window.__sent.push({url: String(input), parts});
+          }
+          return original.apply(this, arguments);
+        };
+    """)

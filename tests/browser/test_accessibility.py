@@ -5,6 +5,7 @@ server's own origin (no CDN, no fonts or scripts from elsewhere)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -121,15 +122,21 @@ def test_keyboard_reaches_the_sign_in_fields_in_order(desktop: Browser, console:
     visible(browser, "#signin-operator-error")
 
 
-def test_operator_pages_are_labelled_and_self_contained(desktop: Browser, console: Console, key: str) -> None:
-    browser = desktop
+def operator_pages(browser: Browser, console: Console) -> Iterator[str]:
+    """Sign in as the operator and open each operator page in turn, once it has loaded."""
     open_console(browser, console)
     operator_sign_in(browser, console.admin_token)
     for route in OPERATOR_ROUTES:
-        go(browser, route)
+        go(browser, route)  # on a phone, through the folded "Menu" button
         browser.wait().until(lambda d: len(d.find_element("id", "view").find_elements("xpath", "./*")) > 1
                              and not d.find_elements("css selector", "#view [aria-busy='true']"),
                              f"{route} kept loading")
+        yield route
+
+
+def test_operator_pages_are_labelled_and_self_contained(desktop: Browser, console: Console, key: str) -> None:
+    browser = desktop
+    for route in operator_pages(browser, console):
         if route == "channels":
             click(browser, "channel-add-open")
             visible(browser, "#channel-form")
@@ -175,13 +182,7 @@ def test_an_operator_form_works_from_the_keyboard(desktop: Browser, console: Con
 
 def test_phone_width_operator_pages(phone: Browser, console: Console, key: str) -> None:
     browser = phone
-    open_console(browser, console)
-    operator_sign_in(browser, console.admin_token)
-    for route in OPERATOR_ROUTES:
-        go(browser, route)  # through the folded "Menu" button
-        browser.wait().until(lambda d: len(d.find_element("id", "view").find_elements("xpath", "./*")) > 1
-                             and not d.find_elements("css selector", "#view [aria-busy='true']"),
-                             f"{route} kept loading")
+    for route in operator_pages(browser, console):
         no_sideways_scroll(browser, f"operator {route}")
         browser.shot(f"phone-operator-{route}")
     click(browser, "signout")

@@ -26,8 +26,8 @@ from PIL import Image
 from conftest import SIM_KEY, png_bytes
 
 from .conftest import Browser, Console
-from .pages import (by_id, choose, click, console_cookie, fill, go, image_loaded, key_sign_in, open_console,
-                    operator_sign_in, pick_operation, visible, wait_for_new_set, wait_text)
+from .pages import (by_id, capture_uploads, choose, click, console_cookie, fill, go, image_loaded, key_sign_in,
+                    open_console, operator_sign_in, pick_operation, visible, wait_for_new_set, wait_text)
 
 pytestmark = [pytest.mark.steps, pytest.mark.timeout(180)]
 
@@ -225,28 +225,6 @@ def test_customer_generates_in_the_playground(browser: Browser, story: dict[str,
     assert [a.get_attribute("href") for a in links] == [i.get_attribute("src") for i in images]
     assert all(a.get_attribute("download") for a in links)
     browser.shot("06-playground-generate")
-
-
-def capture_uploads(browser: Browser) -> None:
-    """Record every multipart body the page sends (files as data: URLs) in window.__sent, to check
-    the mask the browser actually sent (the simulated upstream records sizes, not pixels)."""
-    browser.driver.execute_script("""
-        if (window.__sent) return;
-        window.__sent = [];
-        const original = window.fetch;
-        const asUrl = (blob) => new Promise((resolve) => {
-          const r = new FileReader(); r.onload = () => resolve(r.result); r.readAsDataURL(blob); });
-        window.fetch = async function (input, init) {
-          if (init && init.body instanceof FormData) {
-            const parts = {};
-            for (const [name, value] of init.body.entries()) {
-              parts[name] = value instanceof Blob ? await asUrl(value) : value;
-            }
-            window.__sent.push({url: String(input), parts});
-          }
-          return original.apply(this, arguments);
-        };
-    """)
 
 
 def test_customer_inpaints_with_a_painted_mask(browser: Browser, tmp_path_factory: pytest.TempPathFactory,

@@ -15,7 +15,7 @@ from conftest import png_bytes, sim_channel
 from ideohub.domain.operations import Operation
 
 from .conftest import Browser, Console
-from .pages import by_id, choose, click, go, image_loaded, key_sign_in, open_console, visible
+from .pages import by_id, capture_uploads, choose, click, go, image_loaded, key_sign_in, open_console, visible
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,3 +158,54 @@ def test_operation_runs_from_the_playground(browser: Browser, playground: Path, 
     assert [(r.path, r.error) for r in upstream.refused_requests()] == []
     if path == "/v1/ideogram-v3/generate":
         browser.shot("playground-every-operation")
+
+
+def test_a_phone_photo_with_an_exif_rotation_gets_a_mask_of_its_stored_size(
+        browser: Browser, playground: Path, upstream: Any, tmp_path: Path) -> None:
+    """A photo stored 200x120 with EXIF orientation 6 (how phones save portraits) is shown upright,
+    120x200, by browsers, and painted on that way; the picture is then sent upright too, so image
+    and mask share one pixel grid and the edit is accepted."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    stored = np.zeros((120, 200, 3), dtype=np.uint8)  # four flat quadrants: where each lands shows the rotation
+    stored[:60, :100], stored[:60, 100:], stored[60:, :100], stored[60:, 100:] = (220, 30, 30), (30, 200, 40), \
+        (40, 60, 210), (230, 210, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    photo = tmp_path / "portrait.jpg"
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, "JPEG", quality=95, exif=exif)
+    photo.write_bytes(buffer.getvalue())
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(photo)).convert("RGB"), dtype=np.int16)
+    upstream.clear_requests()
+    capture_uploads(browser)
+    browser.driver.execute_script("window.__sent.length = 0")
+    assert try_operation(browser, "/v1/ideogram-v3/edit", photo) == ""
+    (sent,) = browser.driver.execute_script("return window.__sent")
+    upright = Image.open(io.BytesIO(base64.b64decode(sent["parts"]["image"].split(",", 1)[1])))
+    assert upright.getexif().get(0x0112, 1) == 1  # no rotation left to apply
+    pixels = np.asarray(upright.convert("RGB"), dtype=np.int16)
+    assert pixels.shape == shown.shape == (200, 120, 3)
+    assert np.abs(pixels - shown).mean() < 6  # the picture as shown, not the stored grid squeezed
+    canvas = browser.driver.find_element("id", "pg-mask-canvas")
+    assert (canvas.get_attribute("data-width"), canvas.get_attribute("data-height")) == ("120", "200")
+    assert "stored rotated" in by_id(browser, "pg-mask-status").text
+    (edit,) = [r for r in upstream.requests if r.operation == "v3-edit" and r.fields]
+    assert edit.fields["mask"]["size"] == edit.fields["image"]["size"] == "120x200"
+
+
+def test_an_image_too_large_to_paint_on_is_refused_with_its_size(browser: Browser, playground: Path,
+                                                                 tmp_path: Path) -> None:
+    from PIL import Image
+
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (4200, 4100), (40, 90, 160)).save(huge)  # flat: a small file, 17 megapixels
+    choose(browser, "pg-operation", "/v1/ideogram-v3/edit")
+    by_id(browser, "pg-f-image").send_keys(str(huge))
+    browser.wait().until(lambda d: "too large to paint" in by_id(browser, "pg-error").text, "no size refusal")
+    assert "4200x4100" in by_id(browser, "pg-error").text
+    assert not by_id(browser, "pg-mask").is_displayed()

@@ -50,6 +50,7 @@ function showSignIn(messageText) {
   state.role = null;
   state.routes = [];
   state.keyFetch = null;
+  state.routeToken++; // a page still loading is stale now: its cleanup runs as soon as it mounts
   runCleanup();
   const header = document.getElementById("app-header");
   header.hidden = true;

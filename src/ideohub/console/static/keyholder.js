@@ -1,7 +1,7 @@
 // The key holder's pages: account (balance, own keys' limits, usage), own request log, playground.
 // Every call goes through ctx.keyFetch (the key as the Api-Key header, never a cookie).
 
-import { el, table, message, fmtUsd, fmtMs, timeEl, localInputToIso, busy } from "./ui.js";
+import { el, table, message, fmtUsd, fmtMs, timeEl, localInputToIso, busy, newestOnly } from "./ui.js";
 import { errorText } from "./api.js";
 import { mount as mountPlayground } from "./playground.js";
 
@@ -211,20 +211,29 @@ async function mountRequests(view, ctx) {
     more.hidden = !next;
   };
 
+  const beginPage = newestOnly();
   const load = async (append) => {
+    const current = beginPage();  // new filters make an unfinished "Load more" stale
+    more.disabled = true;
     try {
       const body = await getJson(ctx, `v2/account/requests${query({ ...filters, limit: PAGE_SIZE, before: append ? next : "" })}`);
+      if (!current()) return;
       const page = Array.isArray(body?.items) ? body.items : [];
       items = append ? items.concat(page) : page;
       next = body?.next_before || null;
       render();
     } catch (err) {
+      if (!current()) return;
       listBox.replaceChildren(message(err.message, "error"));
       more.hidden = true;
+    } finally {
+      if (current()) more.disabled = false;
     }
   };
 
+  const beginDetail = newestOnly();
   const showDetail = async (id) => {
+    const current = beginDetail();  // another row may be opened before this one answers
     detail.hidden = false;
     detail.replaceChildren(el("h2", { id: "kh-req-detail-title", tabindex: "-1" }, `Request ${id}`), message("Loading...", "info"));
     detail.querySelector("h2").focus();
@@ -232,9 +241,11 @@ async function mountRequests(view, ctx) {
     try {
       d = await getJson(ctx, `v2/account/requests/${encodeURIComponent(id)}`);
     } catch (err) {
+      if (!current()) return;
       detail.replaceChildren(el("h2", { id: "kh-req-detail-title", tabindex: "-1" }, `Request ${id}`), message(err.message, "error"));
       return;
     }
+    if (!current()) return;
     const close = el("button", { type: "button", id: "kh-req-close", class: "secondary" }, "Close");
     close.addEventListener("click", () => {
       detail.hidden = true;

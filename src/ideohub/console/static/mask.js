@@ -8,6 +8,8 @@
 import { el } from "./ui.js";
 
 const PAINT = "rgb(255, 0, 64)"; // what a stroke looks like on screen (the overlay is half transparent)
+// the largest picture painted on: the server's default max_input_pixels, and about what a phone's canvas holds
+const PAINT_MAX_PIXELS = 4096 * 4096;
 
 export class MaskPainter {
   /** Build the painter's DOM (hidden until an image is set); `root` is the element to insert. */
@@ -19,6 +21,7 @@ export class MaskPainter {
     this.drawing = null; // {pointerId, x, y} while a stroke is in progress
     this.painted = false;
     this.objectUrl = null;
+    this.loads = 0; // setImage calls so far: only the newest one's picture is shown
 
     const id = (s) => `${prefix}-${s}`;
     this.brushBtn = el("button", { type: "button", id: id("brush"), "aria-pressed": "true", class: "pg-tool" }, "Brush");
@@ -68,14 +71,23 @@ export class MaskPainter {
     this.canvas.dataset.tool = tool;
   }
 
-  /** Show `file` (an image File/Blob) to paint on; resolves once it is decoded. A null file hides the painter. */
+  /**
+   * Show `file` (an image File/Blob) to paint on; resolves once it is decoded. A null file hides the
+   * painter. Only the newest call takes effect: choosing another image while one decodes drops the
+   * first (neither its error nor its picture shows). A photo stored rotated (an EXIF orientation, as
+   * phones save portraits) is shown upright by the browser; `uprightImage()` then gives the picture
+   * as shown, to send in place of the file, so image and mask share one pixel grid.
+   */
   async setImage(file) {
+    const mine = ++this.loads;
+    this.orientation = 1;
     if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
     this.objectUrl = null;
     this.painted = false;
+    this.root.hidden = true;
+    this.width = this.height = 0;
     if (!file) {
-      this.root.hidden = true;
-      this.width = this.height = 0;
+      this.base.removeAttribute("src");
       return;
     }
     this.objectUrl = URL.createObjectURL(file);
@@ -83,9 +95,15 @@ export class MaskPainter {
     try {
       await this.base.decode();
     } catch (_) {
-      this.root.hidden = true;
-      this.width = this.height = 0;
+      if (mine !== this.loads) return;
       throw new Error("This browser cannot display the chosen image, so no mask can be painted on it.");
+    }
+    const orientation = await exifOrientation(file);
+    if (mine !== this.loads) return;
+    this.orientation = orientation;
+    if (this.base.naturalWidth * this.base.naturalHeight > PAINT_MAX_PIXELS) {
+      throw new Error(`The image is ${this.base.naturalWidth}x${this.base.naturalHeight}: too large to paint a mask on here `
+                      + `(at most ${PAINT_MAX_PIXELS / 1e6} megapixels, 4096x4096, the server's default limit). Choose a smaller image.`);
     }
     this.width = this.base.naturalWidth;
     this.height = this.base.naturalHeight;
@@ -202,9 +220,23 @@ export class MaskPainter {
     const c = this.coverage();
     this.painted = c > 0;
     this.canvas.dataset.painted = String(this.painted);
-    this.status.textContent = this.painted
+    this.status.textContent = (this.painted
       ? `Painted ${(c * 100).toFixed(c < 0.01 ? 2 : 1)}% of the image (${this.width}x${this.height}).`
-      : `Nothing painted yet (${this.width}x${this.height}).`;
+      : `Nothing painted yet (${this.width}x${this.height}).`)
+      + (this.orientation > 1 ? " The photo is stored rotated; it is sent upright, as shown, with the mask." : "");
+  }
+
+  /** The picture as shown (a JPEG), when the file is stored rotated; else null (send the file itself). */
+  async uprightImage() {
+    if (this.orientation <= 1 || !this.width) return null;
+    const out = document.createElement("canvas");
+    out.width = this.width;
+    out.height = this.height;
+    out.getContext("2d").drawImage(this.base, 0, 0, this.width, this.height); // drawn with its EXIF rotation applied
+    const blob = await new Promise((resolve, reject) => {
+      out.toBlob((b) => (b ? resolve(b) : reject(new Error("The upright image could not be encoded."))), "image/jpeg", 0.95);
+    });
+    return new File([blob], "upright.jpg", { type: "image/jpeg" });
   }
 
   /** The mask as a PNG Blob: the image's pixel size, painted = black, the rest white, opaque. */
@@ -230,4 +262,41 @@ export class MaskPainter {
     if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
     this.objectUrl = null;
   }
+}
+
+/**
+ * The EXIF orientation (1..8) of a JPEG, read from its APP1 segment; 1 for anything else. Browsers
+ * show such photos rotated, while the stored pixel grid (what servers size-check a mask against)
+ * is not.
+ */
+export async function exifOrientation(blob) {
+  let b;
+  try {
+    b = new DataView(await blob.slice(0, 256 * 1024).arrayBuffer());
+  } catch (_) {
+    return 1;
+  }
+  if (b.byteLength < 4 || b.getUint16(0) !== 0xFFD8) return 1;
+  let p = 2;
+  while (p + 4 <= b.byteLength) {
+    const marker = b.getUint16(p);
+    if ((marker & 0xFF00) !== 0xFF00 || marker === 0xFFDA) return 1; // not a marker, or the image data starts
+    if (marker === 0xFFE1 && p + 18 <= b.byteLength && b.getUint32(p + 4) === 0x45786966 && b.getUint16(p + 8) === 0) {
+      const t = p + 10; // the TIFF header after "Exif\0\0"
+      const little = b.getUint16(t) === 0x4949;
+      const ifd = t + b.getUint32(t + 4, little);
+      if (ifd + 2 > b.byteLength) return 1;
+      for (let i = 0, n = b.getUint16(ifd, little); i < n; i += 1) {
+        const e = ifd + 2 + i * 12;
+        if (e + 12 > b.byteLength) return 1;
+        if (b.getUint16(e, little) === 0x0112) {
+          const v = b.getUint16(e + 8, little);
+          return v >= 1 && v <= 8 ? v : 1;
+        }
+      }
+      return 1;
+    }
+    p += 2 + b.getUint16(p + 2);
+  }
+  return 1;
 }

@@ -5,7 +5,7 @@
 import { timeChart, barChart } from "./charts.js";
 import {
   el, clear, table, field, badge, busy, message, notice, confirmDialog, showSecretDialog,
-  timeEl, fmtTime, fmtUsd, fmtMs, fmtPercent, localInputToIso, isoToLocalInput,
+  timeEl, fmtTime, fmtUsd, fmtMs, fmtPercent, localInputToIso, isoToLocalInput, newestOnly, repeat,
 } from "./ui.js";
 
 // ------------------------------------------------------------ shared bits
@@ -113,8 +113,10 @@ async function mountDashboard(view, { op }) {
     el("div", { class: "toolbar" }, rangeField, operationField, channelField, refresh),
     errorBox, body);
 
+  const begin = newestOnly();
   async function load() {
     const range = RANGES.find((r) => r.value === dashboardRange) || RANGES[1];
+    const current = begin();  // the period or scope may change again before this answer comes
     body.setAttribute("aria-busy", "true");
     errorBox.hidden = true;
     try {
@@ -122,11 +124,11 @@ async function mountDashboard(view, { op }) {
       if (dashboardScope.operation) query.operation = dashboardScope.operation;
       if (dashboardScope.channel) query.channel = dashboardScope.channel;
       const stats = await op("admin/stats", { query });
-      renderDashboard(body, stats, range);
+      if (current()) renderDashboard(body, stats, range);
     } catch (err) {
-      showError(errorBox, err, "The statistics could not be loaded: ");
+      if (current()) showError(errorBox, err, "The statistics could not be loaded: ");
     } finally {
-      body.setAttribute("aria-busy", "false");
+      if (current()) body.setAttribute("aria-busy", "false");
     }
   }
   document.getElementById("dash-range").addEventListener("change", (e) => { dashboardRange = e.target.value; load(); });
@@ -250,15 +252,22 @@ async function mountChannels(view, { op }) {
                addButton, refreshButton),
     formStatus, formHolder, listError, updated, listHolder);
   let channels = [];
+  const begin = newestOnly();
 
+  /** true when the list was loaded; an error is shown once, not re-announced on every poll. */
   async function load() {
+    const current = begin();
     try {
-      channels = await op("admin/channels");
+      const answer = await op("admin/channels");
+      if (!current()) return true;
+      channels = answer;
       listError.hidden = true;
       renderList();
       updated.textContent = `Updated ${fmtTime(new Date().toISOString())}.`;
+      return true;
     } catch (err) {
-      showError(listError, err, "The channels could not be loaded: ");
+      if (current() && listError.hidden) showError(listError, err, "The channels could not be loaded: ");
+      return false;
     } finally {
       listHolder.setAttribute("aria-busy", "false");
     }
@@ -486,10 +495,7 @@ async function mountChannels(view, { op }) {
   addButton.addEventListener("click", () => openForm(null));
   refreshButton.addEventListener("click", () => busy(refreshButton, load));
   await load();
-  const timer = setInterval(() => {
-    if (!document.hidden) load();
-  }, 10000);
-  return () => clearInterval(timer);
+  return repeat(load, 10000);  // every 10 s after the last answer; slower while the server fails
 }
 
 // ------------------------------------------------------------ accounts and keys
@@ -637,7 +643,9 @@ async function mountAccounts(view, { op }) {
     }
   }
 
+  const beginAccount = newestOnly();
   async function showAccount(accountId, focus) {
+    const current = beginAccount();  // another account may be chosen before this one answers
     selectedAccountId = accountId;
     for (const tr of listHolder.querySelectorAll("tr[data-account-id]")) {
       tr.classList.toggle("selected", tr.dataset.accountId === accountId);
@@ -652,11 +660,12 @@ async function mountAccounts(view, { op }) {
         op("admin/keys", { query: { account_id: accountId } }),
       ]);
     } catch (err) {
-      if (err.status === 401) return;
+      if (err.status === 401 || !current()) return;
       clear(detail, message(`Account ${accountId} could not be loaded: ${err.message}`, "error"));
       detail.setAttribute("aria-busy", "false");
       return;
     }
+    if (!current()) return;
     keys = (keys || []).filter((k) => !k.account_id || k.account_id === accountId);
     renderAccount(account, keys);
     detail.setAttribute("aria-busy", "false");
@@ -960,18 +969,25 @@ async function mountRequests(view, { op, apiRoot }) {
     };
   }
 
+  const beginPage = newestOnly();
   async function load(append) {
+    const current = beginPage();  // new filters make an unfinished "Load more" stale
+    more.disabled = true;
     listHolder.setAttribute("aria-busy", "true");
     filterError.hidden = true;
     try {
       const page = await op("admin/requests", { query: { ...requestFilter, limit: 50, before: append ? nextBefore : null } });
+      if (!current()) return;
       items = append ? items.concat(page.items || []) : page.items || [];
       nextBefore = page.next_before || null;
       renderList();
     } catch (err) {
-      showError(filterError, err, "The requests could not be loaded: ");
+      if (current()) showError(filterError, err, "The requests could not be loaded: ");
     } finally {
-      listHolder.setAttribute("aria-busy", "false");
+      if (current()) {
+        listHolder.setAttribute("aria-busy", "false");
+        more.disabled = false;
+      }
     }
   }
 
@@ -1006,7 +1022,9 @@ async function mountRequests(view, { op, apiRoot }) {
     if (tr) openDetail(tr.dataset.requestId);
   });
 
+  const beginDetail = newestOnly();
   async function openDetail(id) {
+    const current = beginDetail();  // another row may be opened before this one answers
     for (const tr of listHolder.querySelectorAll("tr[data-request-id]")) tr.classList.toggle("selected", tr.dataset.requestId === id);
     detail.hidden = false;
     detail.setAttribute("aria-busy", "true");
@@ -1015,12 +1033,13 @@ async function mountRequests(view, { op, apiRoot }) {
     try {
       r = await op(`admin/requests/${encodeURIComponent(id)}`);
     } catch (err) {
-      if (err.status === 401) return;
+      if (err.status === 401 || !current()) return;
       clear(detail, el("h2", { id: "request-detail-heading", tabindex: "-1" }, `Request ${id}`),
         message(`The request could not be loaded: ${err.message}`, "error"), closeButton(id));
       detail.setAttribute("aria-busy", "false");
       return;
     }
+    if (!current()) return;
     renderDetail(r);
     detail.setAttribute("aria-busy", "false");
     document.getElementById("request-detail-heading").focus({ preventScroll: true });
@@ -1130,7 +1149,7 @@ async function mountRequests(view, { op, apiRoot }) {
       document.getElementById(id).value = "";
     }
     detail.hidden = true;
-    load(false);
+    busy(reset, () => load(false));
   });
   more.addEventListener("click", () => busy(more, () => load(true)));
   await load(false);

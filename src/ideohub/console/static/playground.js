@@ -329,6 +329,8 @@ export function mount(view, ctx) {
       if (baseName && values[baseName] && state.painter.width) {
         if (!state.painter.painted) throw new FieldError("mask", "paint the area to edit on the image first (or choose a mask file)");
         values[spec.maskField.name] = new File([await state.painter.toBlob()], "mask.png", { type: "image/png" });
+        const upright = await state.painter.uprightImage(); // a photo stored rotated goes as it was shown
+        if (upright) values[baseName] = upright;
       } else if (spec.maskField.required) {
         throw new FieldError("mask", "choose the image first, then paint the area to edit");
       }

@@ -304,3 +304,37 @@ export function isoToLocalInput(iso) {
   const pad = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
+
+/**
+ * newestOnly() -> begin(): call begin() as a load starts; it returns isCurrent(), true until a
+ * later load begins. A slow answer to an earlier choice (a period, a filter, a row) then never
+ * overwrites the answer to the newer one.
+ */
+export function newestOnly() {
+  let latest = 0;
+  return function begin() {
+    const mine = ++latest;
+    return () => mine === latest;
+  };
+}
+
+/**
+ * repeat(load, everyMs, maxMs) -> stop(): run `load` (which resolves true on success) again
+ * `everyMs` after the previous run ended, never two at once, skipping ticks while the tab is
+ * hidden; after failures the wait doubles up to `maxMs`, so a server that is down is not hammered.
+ */
+export function repeat(load, everyMs, maxMs = 60000) {
+  let timer = null;
+  let stopped = false;
+  let wait = everyMs;
+  const tick = async () => {
+    if (stopped) return;
+    if (!document.hidden) {
+      const ok = await load().catch(() => false);
+      wait = ok ? everyMs : Math.min(wait * 2, maxMs);
+    }
+    if (!stopped) timer = setTimeout(tick, wait);
+  };
+  timer = setTimeout(tick, everyMs);
+  return () => { stopped = true; clearTimeout(timer); };
+}
