@@ -75,11 +75,17 @@ def test_derivations_are_distinct_and_keyed():
     assert not one.csrf_matches(cookie, None) and not one.csrf_matches(cookie, "\udc80")
 
 
-def test_csp_adds_the_object_store_only_for_redirected_images():
-    assert security_headers(settings())["Content-Security-Policy"] == CSP.format(img="", connect="")
-    s = settings(image_delivery="redirect", storage_url="s3://bucket/p", s3_endpoint_url="http://127.0.0.1:9000")
+def test_csp_adds_the_signed_links_origin_and_the_object_store_only_for_redirected_images():
+    own = " http://127.0.0.1:8000"  # links are signed for public_base_url, or this address
+    assert security_headers(settings())["Content-Security-Policy"] == CSP.format(img=own, connect="")
+    public = security_headers(settings(public_base_url="https://hub.example:8443/ideo"))["Content-Security-Policy"]
+    assert "img-src 'self' blob: data: https://hub.example:8443; script-src" in public
+    s = settings(image_delivery="redirect", storage_url="s3://bucket/p",
+                 s3_endpoint_url="http://key:secret@127.0.0.1:9000")
     csp = security_headers(s)["Content-Security-Policy"]
-    assert "img-src 'self' blob: data: http://127.0.0.1:9000 http://*.127.0.0.1:9000;" in csp
+    assert f"img-src 'self' blob: data:{own} http://127.0.0.1:9000 http://*.127.0.0.1:9000;" in csp
+    assert "connect-src 'self' http://127.0.0.1:9000 http://*.127.0.0.1:9000;" in csp
+    assert "secret" not in csp and "key@" not in csp  # never the endpoint's credentials
     aws = security_headers(settings(image_delivery="redirect", storage_url="s3://bucket"))["Content-Security-Policy"]
     assert "https://*.amazonaws.com" in aws and "script-src 'self';" in aws
 

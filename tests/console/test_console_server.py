@@ -32,8 +32,9 @@ from ideohub.console.routes import STATIC_DIR
 from ideohub.store import db
 
 TOKEN = "console-admin-token-0123456789abcdef"
-CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+# images also from the address links are signed for (public_base_url, or this server's own)
+CSP = re.compile(r"default-src 'self'; img-src 'self' blob: data: http://127\.0\.0\.1:\d+; script-src 'self'; "
+                 r"style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 SECRET_KEY = "console-test-master-secret-0123456789abcdef"
 REDIS_URL = os.environ.get("IDEOHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 V3_PATH = "/v1/ideogram-v3/generate"
@@ -129,7 +130,7 @@ def problem(r: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def assert_console_headers(r: httpx.Response) -> None:
-    assert r.headers["content-security-policy"] == CSP
+    assert CSP.fullmatch(r.headers["content-security-policy"]), r.headers["content-security-policy"]
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "no-referrer"
     assert r.headers["x-frame-options"] == "DENY"

@@ -69,23 +69,32 @@ MEDIA_TYPES = {
 # ------------------------------------------------------------ security headers on every answer
 
 
+def _origin(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL (never its user:password), or None."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
 def image_origins(settings: Settings) -> list[str]:
     """Where result images may come from besides this server: the object store, when images are
     delivered as redirects to presigned URLs (``image_delivery = "redirect"``)."""
     if settings.image_delivery != "redirect" or not (settings.storage_url or "").startswith("s3://"):
         return []
     if settings.s3_endpoint_url:
-        parts = urlsplit(settings.s3_endpoint_url)
-        if parts.scheme in ("http", "https") and parts.hostname:
-            return [f"{parts.scheme}://{parts.netloc}", f"{parts.scheme}://*.{parts.netloc}"]
-        return []
+        store = _origin(settings.s3_endpoint_url)
+        return [store, store.replace("://", "://*.", 1)] if store else []
     return ["https://*.amazonaws.com"]
 
 
 def security_headers(settings: Settings) -> dict[str, str]:
-    extra = "".join(" " + o for o in image_origins(settings))
+    stores = "".join(" " + o for o in image_origins(settings))
+    # links are signed for public_base_url: the page may be opened at another address (a tunnel)
+    signed = _origin(settings.base_url)
     return {
-        "Content-Security-Policy": CSP.format(img=extra, connect=extra),
+        "Content-Security-Policy": CSP.format(img=(f" {signed}" if signed else "") + stores, connect=stores),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",
