@@ -234,3 +234,44 @@ def test_phone_width_sign_in_and_playground(phone: Browser, console: Console, ke
         no_sideways_scroll(browser, route)
         browser.shot(f"phone-{route}")
     click(browser, "signout")
+
+
+def test_a_mask_can_be_painted_from_the_keyboard(desktop: Browser, console: Console, key: str, tmp_path: Path) -> None:
+    """No mouse: a rectangle given in image pixels is painted with the brush, part of it cleared
+    with the eraser, and Enter in a number never submits the playground's form."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser = desktop
+    d = browser.driver
+    open_console(browser, console)
+    key_sign_in(browser, key)
+    go(browser, "playground")
+    browser.wait().until(lambda drv: drv.find_elements("css selector", EDIT_OPTION))
+    choose(browser, "pg-operation", "/v1/ideogram-v3/edit")
+    picture = tmp_path / "k.png"
+    picture.write_bytes(png_bytes(200, 120))
+    by_id(browser, "pg-f-image").send_keys(str(picture))
+    visible(browser, "#pg-mask-canvas[data-width]")
+    d.execute_script("document.querySelector('#pg-mask-rect summary').focus()")
+    ActionChains(d).send_keys(Keys.ENTER).perform()  # opens the <details>
+    visible(browser, "#pg-mask-rect-x")
+
+    def rect(x: int, y: int, w: int, h: int) -> str:
+        for name, value in zip("xywh", (x, y, w, h)):
+            field = by_id(browser, f"pg-mask-rect-{name}")
+            field.clear()
+            field.send_keys(str(value))
+        by_id(browser, "pg-mask-rect-h").send_keys(Keys.ENTER)
+        return by_id(browser, "pg-mask-status").text
+
+    requests_before = len(d.execute_script("return performance.getEntriesByType('resource')"))
+    assert rect(50, 30, 100, 60).startswith("Painted 25.0% of the image (200x120)")
+    by_id(browser, "pg-mask-eraser").send_keys(Keys.SPACE)
+    assert by_id(browser, "pg-mask-eraser").get_attribute("aria-pressed") == "true"
+    assert rect(50, 30, 50, 60).startswith("Painted 12.5%")
+    assert rect(150, 0, 500, 500).startswith("Painted 12.5%")  # clipped to the image; nothing left there
+    assert not by_id(browser, "pg-error").is_displayed()
+    assert len(d.execute_script("return performance.getEntriesByType('resource')")) == requests_before  # no submit
+    check_page(browser, "playground, painting by numbers")
+    click(browser, "signout")

@@ -296,17 +296,17 @@ function renderFile(f, onFiles) {
   const multiple = f.kind === "files";
   const input = el("input", { id, name: f.path, type: "file", accept: "image/*", multiple, required: f.required && f.name !== "mask" });
   const preview = el("div", { id: `${id}-preview`, class: "pg-preview", "aria-live": "polite" });
-  let urls = [];
   input.addEventListener("change", () => {
-    for (const u of urls) URL.revokeObjectURL(u);
-    urls = [];
     preview.replaceChildren();
     const files = Array.from(input.files || []).slice(0, 16);
     for (const file of files) {
       const url = URL.createObjectURL(file);
-      urls.push(url);
-      preview.appendChild(el("figure", { class: "pg-thumb" },
-        el("img", { src: url, alt: `Preview of ${file.name}` }),
+      const img = el("img", { src: url, alt: `Preview of ${file.name}` });
+      // a loaded picture stays shown without its URL: freed at once, whatever happens to the form later
+      const free = () => URL.revokeObjectURL(url);
+      img.addEventListener("load", free, { once: true });
+      img.addEventListener("error", free, { once: true });
+      preview.appendChild(el("figure", { class: "pg-thumb" }, img,
         el("figcaption", null, `${file.name} (${Math.ceil(file.size / 1024)} KB)`)));
     }
     if (onFiles) onFiles(f, files);

@@ -37,6 +37,16 @@ export class MaskPainter {
       "aria-label": "Mask painter: drag on the image to paint the area to edit (Fill all paints everything)",
     });
     this.status = el("p", { id: id("status"), class: "hint", role: "status" }, "Nothing painted yet.");
+    // the keyboard's way to paint (and a precise one): a rectangle in image pixels, with the current tool
+    const number = (name, label) => el("span", { class: "pg-rect-field" },
+      el("label", { for: id(`rect-${name}`) }, label),
+      el("input", { type: "number", id: id(`rect-${name}`), min: "0", step: "1", inputmode: "numeric" }));
+    const applyRect = el("button", { type: "button", id: id("rect-apply"), class: "secondary" }, "Paint rectangle");
+    const rect = el("details", { id: id("rect"), class: "pg-rect" },
+      el("summary", null, "Paint a rectangle by numbers (keyboard)"),
+      el("p", { class: "hint" }, "In image pixels from the top left corner; the brush paints it, the eraser clears it."),
+      el("div", { class: "pg-rect-fields" }, number("x", "Left"), number("y", "Top"), number("w", "Width"),
+         number("h", "Height"), applyRect));
     this.root = el("section", { id: prefix, class: "pg-mask", hidden: true, "aria-labelledby": id("title") },
       el("h2", { id: id("title") }, "Mask: paint the area to edit"),
       el("p", { class: "hint" },
@@ -47,7 +57,7 @@ export class MaskPainter {
         fill, invert, clear),
       el("small", { id: id("size-hint"), class: "hint" }, "Brush diameter in image pixels."),
       el("div", { class: "pg-mask-stage" }, this.base, this.canvas),
-      this.status);
+      this.status, rect);
 
     this.brushBtn.addEventListener("click", () => this.setTool("brush"));
     this.eraserBtn.addEventListener("click", () => this.setTool("eraser"));
@@ -55,6 +65,17 @@ export class MaskPainter {
     fill.addEventListener("click", () => this.fill());
     invert.addEventListener("click", () => this.invert());
     clear.addEventListener("click", () => this.clear());
+    const paintRect = () => {
+      const v = (name) => Number(document.getElementById(id(`rect-${name}`)).value || 0);
+      this.paintRect(v("x"), v("y"), v("w"), v("h"));
+    };
+    applyRect.addEventListener("click", paintRect);
+    rect.addEventListener("keydown", (e) => { // Enter in a number paints, and never submits the playground's form
+      if (e.key === "Enter" && e.target.tagName === "INPUT") {
+        e.preventDefault();
+        paintRect();
+      }
+    });
     this.canvas.addEventListener("pointerdown", (e) => this.down(e));
     this.canvas.addEventListener("pointermove", (e) => this.move(e));
     for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
@@ -174,6 +195,25 @@ export class MaskPainter {
   up(e) {
     if (!this.drawing || e.pointerId !== this.drawing.pointerId) return;
     this.drawing = null;
+    this.report();
+  }
+
+  /** Paint (brush) or clear (eraser) a rectangle given in image pixels, clipped to the image. */
+  paintRect(x, y, w, h) {
+    if (!this.width || ![x, y, w, h].every(Number.isFinite)) return;
+    const left = Math.max(0, Math.min(this.width, Math.round(x)));
+    const top = Math.max(0, Math.min(this.height, Math.round(y)));
+    const right = Math.max(left, Math.min(this.width, Math.round(x + w)));
+    const bottom = Math.max(top, Math.min(this.height, Math.round(y + h)));
+    const ctx = this.context();
+    if (this.tool === "eraser") {
+      ctx.clearRect(left, top, right - left, bottom - top);
+    } else {
+      ctx.save();
+      ctx.fillStyle = PAINT;
+      ctx.fillRect(left, top, right - left, bottom - top);
+      ctx.restore();
+    }
     this.report();
   }
 

@@ -95,11 +95,13 @@ export function mount(view, ctx) {
   const submit = el("button", { type: "submit", id: "pg-submit" }, "Run");
   const quote = el("button", { type: "button", id: "pg-quote", class: "secondary", hidden: true }, "Quote price");
   const status = el("p", { id: "pg-status", class: "hint", role: "status", "aria-live": "polite" });
+  // the running seconds: seen, not announced (a live region re-read every second is noise)
+  const elapsed = el("span", { id: "pg-elapsed", class: "hint", "aria-hidden": "true" });
   const errorBox = el("div", { id: "pg-error", class: "msg msg-error pg-error", role: "alert", hidden: true });
   const form = el("form", { id: "pg-form", class: "pg-form", novalidate: false, "aria-labelledby": "pg-title" },
     el("div", { class: "field" }, el("label", { for: "pg-operation" }, "Operation"), picker, opHint),
     fields, state.painter.root, asyncRow,
-    el("div", { class: "actions pg-actions" }, submit, quote), status, errorBox);
+    el("div", { class: "actions pg-actions" }, submit, quote, elapsed), status, errorBox);
   const gensBody = el("tbody", { id: "pg-generations-rows" });
   const gens = el("section", { id: "pg-generations", class: "pg-generations", hidden: true, "aria-labelledby": "pg-gens-title" },
     el("h2", { id: "pg-gens-title" }, "Generations"),
@@ -108,7 +110,7 @@ export function mount(view, ctx) {
         el("thead", null, el("tr", null, ["Generation", "Operation", "Status", "Elapsed"].map((t) => el("th", { scope: "col" }, t)))),
         gensBody)));
   const clearResults = el("button", { type: "button", id: "pg-clear-results", class: "secondary" }, "Clear results");
-  const results = el("div", { id: "pg-results", class: "pg-results", "aria-live": "polite" });
+  const results = el("div", { id: "pg-results", class: "pg-results" }); // #pg-status announces each outcome in a line
   const resultsSection = el("section", { class: "pg-results-section", "aria-labelledby": "pg-results-title" },
     el("div", { class: "pg-results-head" }, el("h2", { id: "pg-results-title" }, "Results"), clearResults),
     results);
@@ -376,9 +378,13 @@ export function mount(view, ctx) {
     button.setAttribute("aria-busy", "true");
     const started = performance.now();
     let waiting = true;
+    status.textContent = `${dryRun ? "Quoting" : "Running"} ${spec.path}...`;
     const tick = () => {
-      if (!waiting || !alive()) return;
-      status.textContent = `${dryRun ? "Quoting" : "Running"} ${spec.path}... ${((performance.now() - started) / 1000).toFixed(0)} s`;
+      if (!waiting || !alive()) {
+        elapsed.textContent = "";
+        return;
+      }
+      elapsed.textContent = `${((performance.now() - started) / 1000).toFixed(0)} s`;
       setTimer(tick, 500);
     };
     tick();
@@ -419,6 +425,7 @@ export function mount(view, ctx) {
       showError(`The request could not be sent: ${err.message || err}`);
     } finally {
       waiting = false;
+      elapsed.textContent = "";
       submit.disabled = false;
       quote.disabled = false;
       button.removeAttribute("aria-busy");

@@ -167,6 +167,22 @@ export async function busy(button, action) {
 let dialogReturnFocus = null;
 
 /**
+ * After a dialog: focus what opened it; if the page re-rendered it meanwhile (a poll, a refreshed
+ * list), the new element with the same id; else the page's heading, never <body>.
+ */
+function restoreFocus() {
+  const before = dialogReturnFocus;
+  dialogReturnFocus = null;
+  let target = before && document.contains(before) ? before : null;
+  if (!target && before && before.id) target = document.getElementById(before.id);
+  if (!target) {
+    target = document.querySelector("#view h1");
+    if (target) target.setAttribute("tabindex", "-1");
+  }
+  if (target) target.focus();
+}
+
+/**
  * An in-page modal (<dialog>) asking to confirm a destructive action. Resolves true or false.
  * Buttons: #confirm-ok and #confirm-cancel; the question is in #confirm-message.
  */
@@ -180,7 +196,7 @@ export function confirmDialog(question, okLabel = "Confirm") {
     const done = (value) => {
       dialog.close();
       dialog.remove();
-      if (dialogReturnFocus && document.contains(dialogReturnFocus)) dialogReturnFocus.focus();
+      restoreFocus();
       resolve(value);
     };
     ok.addEventListener("click", () => done(true));
@@ -235,7 +251,7 @@ export function showSecretDialog(title, secret, warning) {
       input.value = "";
       dialog.close();
       dialog.remove();
-      if (dialogReturnFocus && document.contains(dialogReturnFocus)) dialogReturnFocus.focus();
+      restoreFocus();
       resolve();
     };
     close.addEventListener("click", done);
