@@ -24,6 +24,15 @@ export function errorText(body, status) {
     if (typeof body.error === "string" && body.error) return body.error;
     if (typeof body.message === "string" && body.message) return body.message;
   }
+  // a body that is no problem JSON (a reverse proxy's own page, say): say what the status means
+  const meaning = {
+    413: "the request is too large (a file, or the whole upload, is over the limit)",
+    429: "too many requests: wait a little and try again",
+    502: "the server could not be reached through its proxy",
+    503: "the server is busy or not ready: try again shortly",
+    504: "the server took too long to answer",
+  }[status];
+  if (meaning) return `The server answered ${status}: ${meaning}.`;
   return status ? `The server answered ${status}.` : "The server could not be reached.";
 }
 
