@@ -117,3 +117,12 @@ def test_the_store_expires_ends_and_sweeps(tmp_path):
             await engine.dispose()
 
     asyncio.run(go())
+
+
+def test_origins_are_compared_as_browsers_send_them():
+    from ideohub.console.routes import _origin
+
+    assert _origin("https://Hub.Example:443/prefix/") == _origin("https://hub.example") == "https://hub.example"
+    assert _origin("http://user:pw@127.0.0.1:8080/x") == "http://127.0.0.1:8080"
+    assert _origin("http://[::1]:80") == "http://[::1]"
+    assert _origin("ftp://x") is None and _origin("http://x:port") is None and _origin(None) is None

@@ -522,7 +522,9 @@ def test_the_console_works_behind_a_reverse_proxy_under_a_path_prefix(serve):
             r = page.post("/hub/console/api/session", json={"admin_token": TOKEN}, headers={"Origin": proxy.url})
             assert r.status_code == 200, r.text
             csrf = r.json()["csrf_token"]
-            assert page.cookies.get("ideohub_console")  # Path=/: sent to every path of the proxy's host
+            assert page.cookies.get("ideohub_console")
+            # reached through public_base_url: the cookie stays under its prefix, away from other apps
+            assert "path=/hub;" in r.headers["set-cookie"].lower().replace(" ", "")
             r = page.post("/hub/admin/accounts", json={"name": "behind-proxy"},
                           headers={"Origin": proxy.url, "X-CSRF-Token": csrf, "Sec-Fetch-Site": "same-origin"})
             assert r.status_code == 201, r.text
@@ -531,6 +533,8 @@ def test_the_console_works_behind_a_reverse_proxy_under_a_path_prefix(serve):
             assert row["client"] == "192.0.2.50"  # the forwarded client, from a trusted proxy
             r = page.delete("/hub/console/api/session", headers={"Origin": proxy.url, "X-CSRF-Token": csrf})
             assert r.status_code == 204
+            assert {c.lower().replace(" ", "").split("path=")[1].split(";")[0]
+                    for c in r.headers.get_list("set-cookie")} == {"/", "/hub"}  # removed wherever it was set
             assert page.get("/hub/console/api/session").status_code == 401
     finally:
         proxy.close()

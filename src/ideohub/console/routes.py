@@ -75,7 +75,12 @@ def _origin(url: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:  # not a number
+        return None
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 def image_origins(settings: Settings) -> list[str]:
@@ -212,6 +217,17 @@ def _session_body(csrf_token: str, expires_at: Any) -> dict[str, str]:
             "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
 
 
+def _cookie_path(request: Request, settings: Settings) -> str:
+    """Where the browser sends the session cookie: under ``public_base_url``'s path prefix when the
+    page was reached through that address (a reverse proxy publishing ideohub at /hub: other apps on
+    the same host never see the cookie), else the whole host (the server opened directly)."""
+    public = urlsplit(settings.public_base_url or "")
+    prefix = public.path.rstrip("/")
+    if not prefix or _origin(request.headers.get("origin")) != _origin(settings.public_base_url):
+        return "/"
+    return prefix
+
+
 def _secure(request: Request, settings: Settings) -> bool:
     """Secure cookies when the browser talks https: the request's scheme (a trusted proxy's
     ``X-Forwarded-Proto`` included) or the configured public address."""
@@ -273,8 +289,9 @@ async def sign_in(request: Request) -> JSONResponse:
                                  _client(request))
     log.info('{"console": "operator signed in", "client": %s}', json.dumps(_client(request)))
     response = JSONResponse(_session_body(opened.csrf_token, opened.expires_at))
-    response.set_cookie(COOKIE_NAME, opened.cookie, max_age=int(settings.console_session_hours * 3600), path="/",
-                        secure=_secure(request, settings), httponly=True, samesite="strict")
+    response.set_cookie(COOKIE_NAME, opened.cookie, max_age=int(settings.console_session_hours * 3600),
+                        path=_cookie_path(request, settings), secure=_secure(request, settings), httponly=True,
+                        samesite="strict")
     return response
 
 
@@ -310,8 +327,9 @@ async def sign_out(request: Request) -> Response:
             raise denial
         await sessions.end(cookie)
     response = Response(status_code=204)
-    response.delete_cookie(COOKIE_NAME, path="/", secure=_secure(request, settings), httponly=True,
-                           samesite="strict")
+    for path in sorted({"/", _cookie_path(request, settings)}):  # wherever sign-in put it
+        response.delete_cookie(COOKIE_NAME, path=path, secure=_secure(request, settings), httponly=True,
+                               samesite="strict")
     return response
 
 
