@@ -446,6 +446,15 @@ def test_bearer_guesses_at_the_admin_api_share_the_sign_in_limit(serve):
     assert admin(TOKEN, guesser).status_code == 200
 
 
+def test_admin_token_attempts_are_a_503_when_the_shared_limiter_is_unreachable(serve):
+    """Never a pass (and never a 500): without Redis the attempt cannot be counted."""
+    srv = serve(admin_token=TOKEN, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    for r in (httpx.get(srv.url + "/admin/accounts", headers={"Authorization": f"Bearer {TOKEN}"}),
+              httpx.get(srv.url + "/admin/accounts", headers={"Authorization": "Bearer wrong"}),
+              sign_in(srv, TOKEN)):
+        assert "Redis" in problem(r, 503)["detail"]
+
+
 def test_https_behind_a_trusted_proxy_sets_a_secure_cookie(serve):
     srv = serve(admin_token=TOKEN, trusted_proxies=["127.0.0.1"])
     proxied = {"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "https"}

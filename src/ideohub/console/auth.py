@@ -46,9 +46,10 @@ SESSION_INVALID = "the console session has expired or ended (or admin_token chan
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
-async def token_attempt_denial(state: Any, host: str | None, count: bool) -> RateLimited | None:
+async def token_attempt_denial(state: Any, host: str | None, count: bool) -> IdeohubError | None:
     """A 429 when ``host`` has used up its ``console_signin_per_minute`` admin-token attempts
-    (``count``: this attempt is one of them), else None. The limiter is shared by a fleet when it is Redis."""
+    (``count``: this attempt is one of them), else None. The limiter is shared by a fleet when it
+    is Redis; Redis unreachable is a 503, never a pass."""
     service = getattr(state, "service", None)
     if service is None:
         return None
@@ -58,6 +59,8 @@ async def token_attempt_denial(state: Any, host: str | None, count: bool) -> Rat
     except RateLimited as exc:
         return RateLimited(f"admin token: at most {per_minute} attempts per minute from one address; "
                            f"try again in {exc.retry_after} s", exc.retry_after)
+    except IdeohubError as exc:  # SharedStateUnavailable: answered here, the middleware has no handler
+        return exc
     return None
 
 

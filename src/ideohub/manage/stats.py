@@ -48,12 +48,12 @@ def check_scope(operation: object, channel: object) -> dict[str, str | None]:
     """``operation`` (a known one) and ``channel`` (a name), each optional; the request log's rules."""
     from .requests import parse_filters
 
-    query = {k: v for k, v in (("operation", operation), ("channel", channel)) if isinstance(v, str) and v}
-    for field, value in (("operation", operation), ("channel", channel)):
+    given = {"operation": operation, "channel": channel}
+    for field, value in given.items():
         if value is not None and not isinstance(value, str):
             raise InvalidRequest(field, "must be a string")
-    found = parse_filters(query, ("operation", "channel"))
-    return {"operation": found.get("operation"), "channel": found.get("channel")}
+    found = parse_filters({k: v for k, v in given.items() if v}, tuple(given))
+    return {k: found.get(k) for k in given}
 
 
 async def stats(session: async_sessionmaker, hours: object = None, bucket: object = None,
