@@ -188,6 +188,16 @@ def test_phone_width_operator_pages(phone: Browser, console: Console, key: str) 
     click(browser, "signout")
 
 
+def edit_with_a_picture(browser: Browser, tmp_path: Path, width: int = 200, height: int = 120) -> Any:
+    """In the playground: choose 3.0 edit and a picture; the mask painter's canvas, once shown."""
+    browser.wait().until(lambda d: d.find_elements("css selector", EDIT_OPTION))
+    choose(browser, "pg-operation", "/v1/ideogram-v3/edit")
+    picture = tmp_path / f"picture-{width}x{height}.png"
+    picture.write_bytes(png_bytes(width, height))
+    by_id(browser, "pg-f-image").send_keys(str(picture))
+    return visible(browser, "#pg-mask-canvas[data-width]")
+
+
 def test_key_holder_pages_are_labelled_and_self_contained(desktop: Browser, console: Console, key: str,
                                                           tmp_path: Path) -> None:
     browser = desktop
@@ -197,12 +207,7 @@ def test_key_holder_pages_are_labelled_and_self_contained(desktop: Browser, cons
         go(browser, route)
         browser.wait().until(lambda d: d.find_elements("css selector", ready), f"{route}: {ready} never showed")
         check_page(browser, f"key holder {route}")
-    browser.wait().until(lambda d: d.find_elements("css selector", EDIT_OPTION))
-    choose(browser, "pg-operation", "/v1/ideogram-v3/edit")
-    picture = tmp_path / "p.png"
-    picture.write_bytes(png_bytes(200, 120))
-    by_id(browser, "pg-f-image").send_keys(str(picture))
-    visible(browser, "#pg-mask-canvas[data-width]")
+    edit_with_a_picture(browser, tmp_path)
     browser.driver.execute_script("const m = document.getElementById('pg-more'); if (m) m.open = true;")
     check_page(browser, "playground with a mask")
     click(browser, "signout")
@@ -217,12 +222,7 @@ def test_phone_width_sign_in_and_playground(phone: Browser, console: Console, ke
     browser.shot("phone-sign-in")
     key_sign_in(browser, key)
     go(browser, "playground")  # through the folded "Menu" button on a phone
-    browser.wait().until(lambda d: d.find_elements("css selector", EDIT_OPTION))
-    choose(browser, "pg-operation", "/v1/ideogram-v3/edit")
-    picture = tmp_path / "wide.png"
-    picture.write_bytes(png_bytes(640, 360))  # wider than the phone: the canvas must scale down
-    by_id(browser, "pg-f-image").send_keys(str(picture))
-    visible(browser, "#pg-mask-canvas[data-width]")
+    edit_with_a_picture(browser, tmp_path, 640, 360)  # wider than the phone: the canvas must scale down
     browser.driver.execute_script("const m = document.getElementById('pg-more'); if (m) m.open = true;")
     no_sideways_scroll(browser, "playground")
     canvas_width = browser.driver.execute_script(
@@ -247,12 +247,7 @@ def test_a_mask_can_be_painted_from_the_keyboard(desktop: Browser, console: Cons
     open_console(browser, console)
     key_sign_in(browser, key)
     go(browser, "playground")
-    browser.wait().until(lambda drv: drv.find_elements("css selector", EDIT_OPTION))
-    choose(browser, "pg-operation", "/v1/ideogram-v3/edit")
-    picture = tmp_path / "k.png"
-    picture.write_bytes(png_bytes(200, 120))
-    by_id(browser, "pg-f-image").send_keys(str(picture))
-    visible(browser, "#pg-mask-canvas[data-width]")
+    edit_with_a_picture(browser, tmp_path)
     d.execute_script("document.querySelector('#pg-mask-rect summary').focus()")
     ActionChains(d).send_keys(Keys.ENTER).perform()  # opens the <details>
     visible(browser, "#pg-mask-rect-x")
