@@ -191,6 +191,47 @@ def test_a_channels_health_lists_its_latest_failed_attempts(start_server, fresh)
     assert ch["health"]["errors_1h"] == 1 and ch["health"]["attempts_1h"] == 2
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_recent_errors_are_each_channels_newest_however_many_others_had(backend, tmp_path, request):
+    """Five per channel, newest first, from the database: a channel failing a thousand times does not
+    hide another's one failure; successes and attempts without a verdict are no errors."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from ideohub.store.db import create_engine_async, sessionmaker_for, sync_url
+    from ideohub.store.usage import channel_totals
+
+    url = f"sqlite:///{(tmp_path / 'e.db').resolve()}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    db.upgrade(url)
+    now = datetime.now(UTC)
+    rows = [{"request_id": f"r{i}", "channel": "noisy", "outcome": "failed", "status_code": 500, "latency_ms": 1.0,
+             "images": 0, "cost_micros": 0, "created_at": now - timedelta(seconds=i)} for i in range(1000)]
+    rows += [{"request_id": "q1", "channel": "quiet", "outcome": o, "status_code": c, "latency_ms": 1.0, "images": 0,
+              "cost_micros": 0, "created_at": now - timedelta(seconds=2000 + k)}
+             for k, (o, c) in enumerate([("ok", 200), ("auth", 401), ("released", None), ("started", None)])]
+    engine = sa.create_engine(sync_url(url))
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO upstream_attempts (request_id, channel, outcome, status_code, latency_ms, images, "
+                          "cost_micros, created_at) VALUES (:request_id, :channel, :outcome, :status_code, :latency_ms, "
+                          ":images, :cost_micros, :created_at)"), rows)
+    engine.dispose()
+
+    async def read() -> dict:
+        e = create_engine_async(url)
+        try:
+            return await channel_totals(sessionmaker_for(e), now - timedelta(hours=1), recent_errors=5)
+        finally:
+            await e.dispose()
+
+    got = asyncio.run(read())
+    assert [(x["outcome"], x["status_code"]) for x in got["quiet"]["recent_errors"]] == [("auth", 401)]
+    noisy = got["noisy"]["recent_errors"]
+    assert len(noisy) == 5 and [x["at"] for x in noisy] == sorted((x["at"] for x in noisy), reverse=True)
+    assert noisy[0]["at"] >= now - timedelta(seconds=1)
+
+
 def test_a_fleet_api_instance_closes_every_reader_of_the_shared_channel_state(start_server, fresh, monkeypatch):
     """An instance without a relay engine reads channel health from Redis through a short-lived
     reader per route: every one opened is closed, whatever the route and however it ends."""

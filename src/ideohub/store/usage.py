@@ -191,16 +191,18 @@ async def channel_totals(session: async_sessionmaker, since: datetime, operation
                 samples.setdefault(name, []).append(float(latency))
             p50 = {c: _median(v) for c, v in samples.items()}
         failed: dict[str, list[dict[str, Any]]] = {}
-        if recent_errors > 0:  # a bounded read: the newest failures of every channel together
-            for name, outcome, status, at in (await s.execute(_attempts_in(
+        if recent_errors > 0:  # each channel's newest failures, however many another channel had
+            newest = func.row_number().over(partition_by=UpstreamAttempt.channel,
+                                            order_by=(UpstreamAttempt.created_at.desc(), UpstreamAttempt.id.desc()))
+            ranked = _attempts_in(
                 select(UpstreamAttempt.channel, UpstreamAttempt.outcome, UpstreamAttempt.status_code,
-                       UpstreamAttempt.created_at)
-                .where(UpstreamAttempt.created_at >= since, UpstreamAttempt.outcome.in_(ATTEMPT_FAILED))
-                .order_by(UpstreamAttempt.created_at.desc()).limit(recent_errors * 50), operation, channel)
+                       UpstreamAttempt.created_at, newest.label("n"))
+                .where(UpstreamAttempt.created_at >= since, UpstreamAttempt.outcome.in_(ATTEMPT_FAILED)),
+                operation, channel).subquery()
+            for name, outcome, status, at, _n in (await s.execute(
+                select(ranked).where(ranked.c.n <= recent_errors).order_by(ranked.c.channel, ranked.c.n)
             )).all():
-                mine = failed.setdefault(name, [])
-                if len(mine) < recent_errors:
-                    mine.append({"at": as_utc(at), "outcome": outcome, "status_code": status})
+                failed.setdefault(name, []).append({"at": as_utc(at), "outcome": outcome, "status_code": status})
     return {c: {"channel": c, "attempts": int(n), "errors": int(e), "upstream_cost_micros": int(cost or 0),
                 "latency_ms_p50": round(float(p50[c]), 1) if p50.get(c) is not None else None,
                 "recent_errors": failed.get(c, [])}
